@@ -1,0 +1,44 @@
+// kiln::Runtime: the loaded kernels, the disk cache, and the compiler behind gemm calls.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kiln/version.hpp"
+
+namespace kiln {
+
+struct RuntimeOptions {
+  std::string cache_dir;    // empty: KILN_CACHE_DIR, $XDG_CACHE_HOME/kiln, ~/.cache/kiln
+  bool disk_cache = true;   // false: compile into memory only
+};
+
+struct RuntimeStats {
+  uint64_t kernels_compiled = 0;  // NVRTC compilations
+  uint64_t disk_hits = 0;         // kernels read from the disk cache instead
+  uint64_t kernels_loaded = 0;    // cubins loaded onto a device
+  uint64_t launches = 0;
+};
+
+class KILN_API Runtime {
+ public:
+  Runtime();
+  explicit Runtime(RuntimeOptions options);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // The process-wide runtime used by the calls that take none.
+  static Runtime& instance();
+
+  RuntimeStats stats() const;
+  std::string cache_dir() const;
+
+  class Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,57 @@
+// BF16 epilogue: FP32 accumulators -> BF16 in shared memory (128-byte swizzle, 64-column
+// slabs) -> one TMA store per slab. Each math warpgroup stores its own 64 rows, so only the
+// warpgroup synchronizes (named barrier 1 + warpgroup index).
+#pragma once
+#include "kiln/common.cuh"
+#include "kiln/ptx/sync.cuh"
+#include "kiln/ptx/tma.cuh"
+
+namespace kiln {
+
+__device__ __forceinline__ u32 pack_bf16x2(float lo, float hi) {
+  u32 out;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(out) : "f"(hi), "f"(lo));
+  return out;
+}
+
+// smem_d: kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes.
+// acc: this thread's wgmma accumulator fragment (m64 x kBlockN, FP32).
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
+                                                const TensorMap* tmap_d, int warpgroup,
+                                                int m0, int n0) {
+  static_assert(kBlockN % 64 == 0, "the TMA-store epilogue works in 64-column slabs");
+  constexpr int kSlabBytes = kBlockM * 128;
+  const int tid = threadIdx.x % 128;
+  const int warp = tid / 32, lane = tid % 32;
+  const int row = warpgroup * 64 + warp * 16 + lane / 4;  // and row + 8
+  const int quad = lane % 4;
+
+  // The previous tile's stores must have read smem_d before it is overwritten.
+  if (tid == 0) ptx::tma_store_wait_read();
+  ptx::named_barrier_sync(1 + warpgroup, 128);
+
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; ++j) {
+    u8* slab = smem_d + (j / 8) * kSlabBytes;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = row + half * 8;
+      const int chunk = (j % 8) ^ (r % 8);
+      *reinterpret_cast<u32*>(slab + r * 128 + chunk * 16 + quad * 4) =
+          pack_bf16x2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+    }
+  }
+  ptx::fence_proxy_async_shared();
+  ptx::named_barrier_sync(1 + warpgroup, 128);
+
+  if (tid == 0) {
+#pragma unroll
+    for (int s = 0; s < kBlockN / 64; ++s)
+      ptx::tma_store_2d(tmap_d, smem_d + s * kSlabBytes + warpgroup * 64 * 128, n0 + s * 64,
+                        m0 + warpgroup * 64);
+    ptx::tma_store_commit();
+  }
+}
+
+}  // namespace kiln

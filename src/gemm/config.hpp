@@ -1,0 +1,62 @@
+// Kernel configurations of the FP8 GEMM, the heuristic that picks one, and the source that
+// instantiates one.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace kiln::gemm {
+
+enum class Kind : uint8_t { kDense };
+const char* to_string(Kind kind);
+
+struct Config {
+  int block_m = 128;  // 64 (one math warpgroup) or 128 (two)
+  int block_n = 128;  // 64 or 128
+  int stages = 4;     // depth of the shared-memory ring
+  int group_m = 8;    // rasterization: block-rows per tile group
+  friend bool operator==(const Config& a, const Config& b) {
+    return a.block_m == b.block_m && a.block_n == b.block_n && a.stages == b.stages &&
+           a.group_m == b.group_m;
+  }
+};
+
+// One compiled kernel: everything that is a template argument or a compile option.
+struct KernelSpec {
+  Kind kind = Kind::kDense;
+  int arch = 90;  // sm_90a
+  int n = 0;
+  int k = 0;
+  Config config;
+  friend bool operator==(const KernelSpec& a, const KernelSpec& b) {
+    return a.kind == b.kind && a.arch == b.arch && a.n == b.n && a.k == b.k &&
+           a.config == b.config;
+  }
+};
+
+struct KernelSpecHash {
+  size_t operator()(const KernelSpec& s) const noexcept;
+};
+
+inline constexpr int kSharedMemoryLimit = 232448;  // sm_90 opt-in maximum per block
+
+int threads_per_block(const Config& config);
+int shared_memory_bytes(const Config& config);  // mirrors Fp8GemmSmem in the kernel
+int max_stages(int block_m, int block_n);
+
+// Every configuration the kernel supports for (n, k), deepest pipeline first.
+std::vector<Config> candidate_configs(int n, int k);
+// The configuration gemm_fp8 uses for (m, n, k) on a device with num_sms SMs.
+Config heuristic_config(int m, int n, int k, int num_sms);
+// M values at which heuristic_config can change for (n, k): warm-up compiles one per bucket.
+std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms);
+
+std::string arch_name(int arch);  // 90 -> "sm_90a"
+std::string describe(const KernelSpec& spec);
+std::string config_json(const KernelSpec& spec);
+std::string kernel_source(const KernelSpec& spec);
+std::string name_expression(const KernelSpec& spec);
+
+}  // namespace kiln::gemm

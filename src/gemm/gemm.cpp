@@ -1,0 +1,93 @@
+// gemm_fp8: check, pick the configuration, find the loaded kernel, build TMA descriptors,
+// launch. A warm call does no allocation, no hashing of source and no file access.
+#include "kiln/gemm.hpp"
+
+#include <fmt/format.h>
+
+#include "driver/cuda_driver.hpp"
+#include "gemm/check.hpp"
+#include "gemm/config.hpp"
+#include "gemm/tma.hpp"
+#include "kiln/error.hpp"
+#include "runtime_impl.hpp"
+
+namespace kiln {
+namespace {
+
+void launch_dense(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::ResolvedFp8Args& r,
+                  const DeviceInfo& device, CUstream stream) {
+  const GemmFp8Args& a = r.args;
+  const gemm::Config& c = kernel.spec.config;
+  rt.configure(kernel, device.device);
+  CUtensorMap tmap_a = gemm::make_tma_2d(a.a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.k, a.m, a.lda,
+                                         128, c.block_m, CU_TENSOR_MAP_SWIZZLE_128B);
+  CUtensorMap tmap_b = gemm::make_tma_2d(a.b, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.k, a.n, a.ldb,
+                                         128, c.block_n, CU_TENSOR_MAP_SWIZZLE_128B);
+  CUtensorMap tmap_d = gemm::make_tma_2d(a.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, a.n, a.m,
+                                         a.ldd * 2, 64, 64, CU_TENSOR_MAP_SWIZZLE_128B);
+  const float* sa = a.sa;
+  const float* sb = a.sb;
+  int m = a.m;
+  int64_t sa_stride_m = r.sa_stride_m, sa_stride_k = r.sa_stride_k, sb_stride = a.ld_sb;
+  void* params[] = {&tmap_a, &tmap_b,      &tmap_d,      &sa,      &sb,
+                    &m,      &sa_stride_m, &sa_stride_k, &sb_stride};
+
+  const int tiles = (a.m + c.block_m - 1) / c.block_m * ((a.n + c.block_n - 1) / c.block_n);
+  CUlaunchConfig config{};
+  config.gridDimX = static_cast<unsigned>(std::min(tiles, device.num_sms));
+  config.gridDimY = config.gridDimZ = 1;
+  config.blockDimX = static_cast<unsigned>(kernel.threads);
+  config.blockDimY = config.blockDimZ = 1;
+  config.sharedMemBytes = static_cast<unsigned>(kernel.smem_bytes);
+  config.hStream = stream;
+  KILN_CU(driver::get().cuLaunchKernelEx(&config, reinterpret_cast<CUfunction>(kernel.kernel),
+                                         params, nullptr));
+  rt.count_launch();
+}
+
+}  // namespace
+
+void gemm_fp8(Runtime& runtime, const GemmFp8Args& args, CUstream stream) {
+  const gemm::ResolvedFp8Args resolved = gemm::check_fp8_args(args);
+  if (resolved.args.m == 0) return;
+  Runtime::Impl& rt = runtime.impl();
+  const DeviceInfo device = rt.current_device();
+  gemm::KernelSpec spec;
+  spec.kind = gemm::Kind::kDense;
+  spec.n = args.n;
+  spec.k = args.k;
+  spec.config = gemm::heuristic_config(args.m, args.n, args.k, device.num_sms);
+  LoadedKernel* kernel = rt.find(spec);
+  if (!kernel) {
+    gemm::check_device_pointers(resolved.args);
+    kernel = &rt.kernel(spec, stream);
+  }
+  launch_dense(rt, *kernel, resolved, device, stream);
+}
+
+void gemm_fp8(const GemmFp8Args& args, CUstream stream) {
+  gemm_fp8(Runtime::instance(), args, stream);
+}
+
+void warm_up_gemm_fp8(Runtime& runtime, int max_m, int n, int k) {
+  GemmFp8Args probe;
+  probe.m = 0, probe.n = n, probe.k = k;
+  gemm::check_fp8_args(probe);
+  if (max_m <= 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("max_m={} must be positive: the largest M the calls will use", max_m));
+  Runtime::Impl& rt = runtime.impl();
+  const DeviceInfo device = rt.current_device();
+  for (int m : gemm::heuristic_m_breakpoints(max_m, n, k, device.num_sms)) {
+    gemm::KernelSpec spec;
+    spec.n = n, spec.k = k;
+    spec.config = gemm::heuristic_config(m, n, k, device.num_sms);
+    rt.configure(rt.kernel(spec, nullptr), device.device);
+  }
+}
+
+void warm_up_gemm_fp8(int max_m, int n, int k) {
+  warm_up_gemm_fp8(Runtime::instance(), max_m, n, k);
+}
+
+}  // namespace kiln

@@ -1,0 +1,206 @@
+#include <fmt/format.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "driver/cuda_driver.hpp"
+#include "jit/kernel_headers.hpp"
+#include "jit/nvrtc_compiler.hpp"
+#include "kiln/error.hpp"
+#include "kiln/version.hpp"
+#include "log.hpp"
+#include "runtime_impl.hpp"
+
+namespace kiln {
+
+const char* to_string(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return "invalid argument";
+    case ErrorCode::kUnsupported: return "unsupported";
+    case ErrorCode::kCompileFailed: return "compile failed";
+    case ErrorCode::kCudaError: return "CUDA error";
+    case ErrorCode::kNoDevice: return "no device";
+    case ErrorCode::kNotWarmedUp: return "not warmed up";
+    case ErrorCode::kInternal: return "internal error";
+  }
+  return "unknown";
+}
+
+Runtime::Impl::Impl(RuntimeOptions options) {
+  if (options.disk_cache)
+    store_.emplace(options.cache_dir.empty() ? cache::default_cache_dir()
+                                             : std::filesystem::path(options.cache_dir));
+}
+
+Runtime::Impl::~Impl() {
+  // Libraries are unloaded only while the driver is still usable; at process exit it may
+  // already be torn down, and the OS reclaims everything anyway.
+  if (!driver::available()) return;
+  for (auto& [spec, kernel] : loaded_)
+    if (kernel->library) driver::get().cuLibraryUnload(kernel->library);
+}
+
+cache::Key Runtime::Impl::kernel_key(const gemm::KernelSpec& spec, const std::string& source) {
+  cache::KeyBuilder key;
+  key.add(int64_t{cache::kSchemaVersion})
+      .add(KILN_VERSION_STRING)
+      .add(jit::kernel_headers().digest)
+      .add(source)
+      .add(jit::nvrtc_version());
+  for (const auto& option : jit::compile_options()) key.add(option);
+  key.add(gemm::arch_name(spec.arch));
+  return key.finish();
+}
+
+CompiledKernel Runtime::Impl::compile(const gemm::KernelSpec& spec) {
+  const std::string source = gemm::kernel_source(spec);
+  CompiledKernel result{spec, kernel_key(spec, source), {}, cache::Outcome::kCompiled};
+  auto build = [&]() -> cache::Built {
+    jit::CompileRequest request{source, gemm::name_expression(spec), gemm::arch_name(spec.arch),
+                                gemm::describe(spec)};
+    jit::CompileResult compiled = jit::compile(request);
+    compiled_.fetch_add(1, std::memory_order_relaxed);
+    if (compiled.spill_bytes > 0)
+      throw Error(ErrorCode::kCompileFailed,
+                  fmt::format("{} spills {} bytes to local memory; kiln rejects spilling "
+                              "kernels (choose another configuration)",
+                              gemm::describe(spec), compiled.spill_bytes),
+                  compiled.log);
+    log().debug("compiled {} in {:.0f} ms ({} registers)", gemm::describe(spec),
+                compiled.compile_ms, compiled.registers);
+    cache::Built built;
+    built.cubin = std::move(compiled.cubin);
+    cache::Manifest& m = built.manifest;
+    m.kernel = gemm::describe(spec);
+    m.lowered_name = compiled.lowered_name;
+    m.arch = gemm::arch_name(spec.arch);
+    m.config = gemm::config_json(spec);
+    m.kiln_version = KILN_VERSION_STRING;
+    m.nvrtc_version = jit::nvrtc_version();
+    m.registers = compiled.registers;
+    m.spill_bytes = compiled.spill_bytes;
+    m.stack_bytes = compiled.stack_bytes;
+    m.static_smem_bytes = compiled.static_smem_bytes;
+    m.dynamic_smem_bytes = gemm::shared_memory_bytes(spec.config);
+    m.compile_ms = compiled.compile_ms;
+    m.created_unix = static_cast<int64_t>(std::time(nullptr));
+    return built;
+  };
+  if (store_) {
+    result.entry = store_->get_or_build(result.key, build, &result.outcome);
+  } else {
+    cache::Built built = build();
+    built.manifest.key = result.key.hex();
+    built.manifest.cubin_size = built.cubin.size();
+    result.entry = {std::move(built.manifest), std::move(built.cubin), {}};
+    result.outcome = cache::Outcome::kCompiledNotStored;
+  }
+  if (result.outcome == cache::Outcome::kDiskHit) {
+    disk_hits_.fetch_add(1, std::memory_order_relaxed);
+    log().debug("loaded {} from the disk cache ({})", gemm::describe(spec), result.key.hex());
+  }
+  return result;
+}
+
+LoadedKernel& Runtime::Impl::kernel(const gemm::KernelSpec& spec, CUstream stream) {
+  {
+    std::shared_lock lock(loaded_mutex_);
+    auto it = loaded_.find(spec);
+    if (it != loaded_.end()) return *it->second;
+  }
+  const auto& cu = driver::get();
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  KILN_CU(cu.cuStreamIsCapturing(stream, &capture));
+  if (capture != CU_STREAM_CAPTURE_STATUS_NONE)
+    throw Error(ErrorCode::kNotWarmedUp,
+                fmt::format("{} is not loaded and the stream is capturing a CUDA graph; call "
+                            "kiln::warm_up_gemm_fp8 (or run the shape once) before capture",
+                            gemm::describe(spec)));
+
+  std::lock_guard build_lock(load_mutex_);
+  {
+    std::shared_lock lock(loaded_mutex_);
+    auto it = loaded_.find(spec);
+    if (it != loaded_.end()) return *it->second;
+  }
+  const CompiledKernel compiled = compile(spec);
+  auto loaded = std::make_unique<LoadedKernel>();
+  loaded->spec = spec;
+  loaded->threads = gemm::threads_per_block(spec.config);
+  loaded->smem_bytes = gemm::shared_memory_bytes(spec.config);
+  KILN_CU(cu.cuLibraryLoadData(&loaded->library, compiled.entry.cubin.data(), nullptr, nullptr,
+                               0, nullptr, nullptr, 0));
+  const CUresult got = cu.cuLibraryGetKernel(&loaded->kernel, loaded->library,
+                                             compiled.entry.manifest.lowered_name.c_str());
+  if (got != CUDA_SUCCESS) {
+    cu.cuLibraryUnload(loaded->library);
+    driver::check(got, "cuLibraryGetKernel");
+  }
+  kernels_loaded_.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock lock(loaded_mutex_);
+  return *loaded_.emplace(spec, std::move(loaded)).first->second;
+}
+
+void Runtime::Impl::configure(LoadedKernel& kernel, CUdevice device) {
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if (kernel.configured_devices.load(std::memory_order_acquire) & bit) return;
+  KILN_CU(driver::get().cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                             kernel.smem_bytes, kernel.kernel, device));
+  kernel.configured_devices.fetch_or(bit, std::memory_order_acq_rel);
+}
+
+DeviceInfo Runtime::Impl::current_device() {
+  thread_local CUcontext cached_context = nullptr;
+  thread_local DeviceInfo cached;
+  const auto& cu = driver::get();
+  CUcontext context = nullptr;
+  KILN_CU(cu.cuCtxGetCurrent(&context));
+  if (!context)
+    throw Error(ErrorCode::kNoDevice,
+                "no current CUDA context on this thread; select a device first "
+                "(cudaSetDevice, torch.cuda.set_device, or cuCtxSetCurrent)");
+  if (context == cached_context) return cached;
+  DeviceInfo info;
+  KILN_CU(cu.cuCtxGetDevice(&info.device));
+  int major = 0;
+  KILN_CU(cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                  info.device));
+  if (major != 9)
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("device {} has compute capability {}.x; kiln's kernels need "
+                            "Hopper (sm_90)",
+                            info.device, major));
+  KILN_CU(cu.cuDeviceGetAttribute(&info.num_sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                                  info.device));
+  cached_context = context;
+  cached = info;
+  return info;
+}
+
+RuntimeStats Runtime::Impl::stats() const {
+  RuntimeStats s;
+  s.kernels_compiled = compiled_.load();
+  s.disk_hits = disk_hits_.load();
+  s.kernels_loaded = kernels_loaded_.load();
+  s.launches = launches_.load();
+  return s;
+}
+
+Runtime::Runtime() : Runtime(RuntimeOptions{}) {}
+Runtime::Runtime(RuntimeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Runtime::~Runtime() = default;
+
+Runtime& Runtime::instance() {
+  // Never destroyed: kernels may be launched from other static destructors, and the driver
+  // may be gone at exit.
+  static Runtime* runtime = new Runtime();
+  return *runtime;
+}
+
+RuntimeStats Runtime::stats() const { return impl_->stats(); }
+
+std::string Runtime::cache_dir() const {
+  return impl_->store() ? impl_->store()->root().string() : std::string();
+}
+
+}  // namespace kiln

@@ -1,0 +1,81 @@
+// Runtime::Impl: compiled kernels on disk and in memory, and kernels loaded per device.
+#pragma once
+#include <cuda.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+#include "cache/store.hpp"
+#include "gemm/config.hpp"
+#include "kiln/runtime.hpp"
+
+namespace kiln {
+
+struct CompiledKernel {
+  gemm::KernelSpec spec;
+  cache::Key key;
+  cache::Entry entry;        // cubin + manifest (+ dir when on disk)
+  cache::Outcome outcome;
+};
+
+struct LoadedKernel {
+  gemm::KernelSpec spec;
+  CUlibrary library = nullptr;
+  CUkernel kernel = nullptr;
+  int threads = 0;
+  int smem_bytes = 0;
+  std::atomic<uint64_t> configured_devices{0};  // bit d: dynamic smem limit set on device d
+};
+
+// The context's device and its SM count, cached per thread for the hot path.
+struct DeviceInfo {
+  CUdevice device = 0;
+  int num_sms = 0;
+};
+
+class Runtime::Impl {
+ public:
+  explicit Impl(RuntimeOptions options);
+  ~Impl();
+
+  // The cache key of a kernel: schema, kiln version, kernel-header digest, source, NVRTC
+  // version, options, arch.
+  static cache::Key kernel_key(const gemm::KernelSpec& spec, const std::string& source);
+
+  // From the disk cache, else NVRTC (and then stored). Needs no GPU.
+  CompiledKernel compile(const gemm::KernelSpec& spec);
+
+  // The loaded kernel for spec, or null: the hot path (shared lock, no allocation).
+  LoadedKernel* find(const gemm::KernelSpec& spec) const {
+    std::shared_lock lock(loaded_mutex_);
+    auto it = loaded_.find(spec);
+    return it == loaded_.end() ? nullptr : it->second.get();
+  }
+  // The loaded kernel for spec; compiles/loads on a miss unless `stream` is capturing.
+  // Thread-safe; a hit takes a shared lock and touches no files.
+  LoadedKernel& kernel(const gemm::KernelSpec& spec, CUstream stream);
+  // Sets the kernel's dynamic shared memory limit on this device once.
+  void configure(LoadedKernel& kernel, CUdevice device);
+
+  // The current context's device. Throws if there is no current context.
+  DeviceInfo current_device();
+
+  RuntimeStats stats() const;
+  void count_launch() { launches_.fetch_add(1, std::memory_order_relaxed); }
+  const cache::Store* store() const { return store_ ? &*store_ : nullptr; }
+
+ private:
+  std::optional<cache::Store> store_;
+  std::unordered_map<gemm::KernelSpec, std::unique_ptr<LoadedKernel>, gemm::KernelSpecHash>
+      loaded_;
+  mutable std::shared_mutex loaded_mutex_;
+  std::mutex load_mutex_;  // serializes compile + load of new kernels in this process
+  std::atomic<uint64_t> compiled_{0}, disk_hits_{0}, kernels_loaded_{0}, launches_{0};
+};
+
+}  // namespace kiln

@@ -1,0 +1,144 @@
+// [gpu] correctness of the dense FP8 GEMM against an FP64 reference on random data.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "gpu_support.hpp"
+#include "kiln/error.hpp"
+#include "kiln/runtime.hpp"
+
+namespace {
+
+using kiln::ScaleLayout;
+using kiln::test::Fp8Problem;
+
+// BF16 rounding of the output alone gives about 1.7e-3 on random data.
+constexpr double kTolerance = 4e-3;
+
+void check_problem(Fp8Problem& p) {
+  kiln::gemm_fp8(p.args(), nullptr);
+  const auto d = p.download_d();
+  const auto ref = kiln::test::reference(p);
+  const auto c = kiln::test::compare(p, d, ref);
+  INFO("m=" << p.m << " n=" << p.n << " k=" << p.k << " lda=" << p.lda << " ldd=" << p.ldd
+            << " layout=" << (p.sa_layout == ScaleLayout::kRowMajor ? "row" : "col")
+            << " rel_l2=" << c.rel_l2 << " unwritten=" << c.unwritten);
+  CHECK(c.unwritten == 0);
+  CHECK(c.outside_touched == 0);
+  CHECK(c.rel_l2 < kTolerance);
+}
+
+}  // namespace
+
+TEST_CASE("dense FP8 GEMM matches FP64 on the DeepSeek-V3 shapes", "[gpu]") {
+  KILN_REQUIRE_GPU();
+  const int nk[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512},
+                       {7168, 16384}, {4096, 7168},  {7168, 2048}};
+  for (int m : {64, 128, 4096})
+    for (const auto& s : nk) {
+      auto p = Fp8Problem::make(m, s[0], s[1]);
+      check_problem(*p);
+    }
+}
+
+TEST_CASE("dense FP8 GEMM handles odd M, N and K", "[gpu]") {
+  KILN_REQUIRE_GPU();
+  const int shapes[][3] = {{1, 2112, 7168},  {17, 4096, 7168}, {300, 7168, 2048},
+                           {4097, 2112, 7168}, {1, 7168, 16384}, {33, 200, 400},
+                           {129, 72, 144},    {65, 1032, 1040}, {5, 8, 16},
+                           {257, 24576, 1536}};
+  for (const auto& s : shapes) {
+    auto p = Fp8Problem::make(s[0], s[1], s[2]);
+    check_problem(*p);
+  }
+}
+
+TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu]") {
+  KILN_REQUIRE_GPU();
+  SECTION("column-major SA") {
+    auto p = Fp8Problem::make(300, 2112, 7168, ScaleLayout::kColMajor);
+    check_problem(*p);
+  }
+  SECTION("padded lda, ldd and ld_sb") {
+    auto p = Fp8Problem::make(130, 1024, 640, ScaleLayout::kRowMajor, 704, 1040, 8);
+    check_problem(*p);
+  }
+  SECTION("M = 0 launches nothing") {
+    auto p = Fp8Problem::make(0, 256, 256);
+    REQUIRE_NOTHROW(kiln::gemm_fp8(p->args(), nullptr));
+  }
+}
+
+TEST_CASE("results are stable across repeated launches", "[gpu]") {
+  KILN_REQUIRE_GPU();
+  auto p = Fp8Problem::make(4096, 4096, 7168);
+  kiln::gemm_fp8(p->args(), nullptr);
+  const auto first = p->download_d();
+  for (int i = 0; i < 5; ++i) {
+    p->poison_d();
+    kiln::gemm_fp8(p->args(), nullptr);
+    REQUIRE(p->download_d() == first);
+  }
+}
+
+TEST_CASE("a new runtime loads kernels from the disk cache without compiling", "[gpu]") {
+  KILN_REQUIRE_GPU();
+  const auto dir = std::filesystem::temp_directory_path() / "kiln-gpu-test-cache";
+  std::filesystem::remove_all(dir);
+  auto p = Fp8Problem::make(64, 2112, 7168);
+  {
+    kiln::Runtime first(kiln::RuntimeOptions{dir.string(), true});
+    kiln::gemm_fp8(first, p->args(), nullptr);
+    CHECK(first.stats().kernels_compiled == 1);
+    CHECK(first.stats().disk_hits == 0);
+  }
+  kiln::Runtime second(kiln::RuntimeOptions{dir.string(), true});
+  p->poison_d();
+  kiln::gemm_fp8(second, p->args(), nullptr);
+  CHECK(second.stats().kernels_compiled == 0);
+  CHECK(second.stats().disk_hits == 1);
+  const auto c = kiln::test::compare(*p, p->download_d(), kiln::test::reference(*p));
+  CHECK(c.unwritten == 0);
+  CHECK(c.rel_l2 < kTolerance);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("CUDA graph capture: warmed kernels replay, cold ones are refused", "[gpu]") {
+  KILN_REQUIRE_GPU();
+  const auto& cu = kiln::driver::get();
+  CUstream stream = nullptr;
+  KILN_CU(cu.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  kiln::Runtime runtime(kiln::RuntimeOptions{"", false});
+
+  auto p = Fp8Problem::make(96, 4096, 7168);
+  kiln::warm_up_gemm_fp8(runtime, 256, 4096, 7168);
+  const auto compiled = runtime.stats().kernels_compiled;
+
+  CUgraph graph = nullptr;
+  KILN_CU(cu.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+  kiln::gemm_fp8(runtime, p->args(), stream);
+  KILN_CU(cu.cuStreamEndCapture(stream, &graph));
+  CUgraphExec exec = nullptr;
+  KILN_CU(cu.cuGraphInstantiate(&exec, graph, 0));
+  KILN_CU(cu.cuGraphLaunch(exec, stream));
+  KILN_CU(cu.cuStreamSynchronize(stream));
+  CHECK(runtime.stats().kernels_compiled == compiled);
+  const auto c = kiln::test::compare(*p, p->download_d(), kiln::test::reference(*p));
+  CHECK(c.unwritten == 0);
+  CHECK(c.rel_l2 < kTolerance);
+
+  auto cold = Fp8Problem::make(64, 1024, 512);
+  KILN_CU(cu.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+  try {
+    kiln::gemm_fp8(runtime, cold->args(), stream);
+    FAIL("a kernel compiled inside capture");
+  } catch (const kiln::Error& e) {
+    CHECK(e.code() == kiln::ErrorCode::kNotWarmedUp);
+  }
+  CUgraph discarded = nullptr;
+  cu.cuStreamEndCapture(stream, &discarded);
+  if (discarded) cu.cuGraphDestroy(discarded);
+  cu.cuGraphExecDestroy(exec);
+  cu.cuGraphDestroy(graph);
+  cu.cuStreamDestroy(stream);
+}

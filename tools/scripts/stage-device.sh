@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds on this (CPU) machine and copies what the GPU machine needs into .device/bin.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j2
+mkdir -p .device/bin
+cp build/tools/kiln build/tests/kiln_gpu_tests build/tests/kiln_unit_tests .device/bin/
+strip .device/bin/* || true
+du -sh .device/bin
