@@ -25,25 +25,17 @@ const Loaded& loaded() {
                           dlerror());
       return s;
     }
-    using GetProc = CUresult (*)(const char*, void**, int, cuuint64_t,
-                                 CUdriverProcAddressQueryResult*);
-    auto get_proc = reinterpret_cast<GetProc>(dlsym(lib, "cuGetProcAddress_v2"));
-    if (!get_proc) {
-      s.why = "libcuda.so.1 has no cuGetProcAddress_v2; the driver is older than CUDA 12";
-      return s;
-    }
+// The exported symbol each name maps to in cuda.h (cuMemAlloc -> cuMemAlloc_v2, ...), so each
+// pointer has exactly the ABI of the prototype kiln was compiled against. (cuGetProcAddress
+// is not used: for some names, e.g. cuCtxGetDevice, it returns a newer ABI than cuda.h's.)
+#define KILN_STRINGIFY(x) #x
+#define KILN_SYMBOL(x) KILN_STRINGIFY(x)
 #define KILN_RESOLVE(name)                                                                \
-  {                                                                                       \
-    void* fn = nullptr;                                                                   \
-    CUdriverProcAddressQueryResult found{};                                               \
-    if (get_proc(#name, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &found) !=        \
-            CUDA_SUCCESS ||                                                               \
-        !fn) {                                                                            \
-      s.why = fmt::format("the CUDA driver has no {} (driver too old for CUDA {}.{})",    \
-                          #name, CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10);          \
-      return s;                                                                           \
-    }                                                                                     \
-    s.table.name = reinterpret_cast<decltype(s.table.name)>(fn);                          \
+  s.table.name = reinterpret_cast<decltype(s.table.name)>(dlsym(lib, KILN_SYMBOL(name))); \
+  if (!s.table.name) {                                                                    \
+    s.why = fmt::format("libcuda.so.1 has no {}: the driver is older than CUDA {}.{}",    \
+                        KILN_SYMBOL(name), CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10); \
+    return s;                                                                             \
   }
     KILN_DRIVER_FUNCTIONS(KILN_RESOLVE)
 #undef KILN_RESOLVE

@@ -1,6 +1,5 @@
 // The CUDA driver API, opened lazily with dlopen so that kiln loads, compiles and caches on
-// machines with no driver. Functions are resolved through cuGetProcAddress, which returns
-// the version matching the cuda.h kiln was built against.
+// machines with no driver. Each function is the exported symbol cuda.h maps its name to.
 #pragma once
 #include <cuda.h>
 
