@@ -15,6 +15,7 @@ inline constexpr int kExitUsage = 2;
 // Each add_* registers a subcommand and sets *run to its body (returning an exit code).
 void add_info(CLI::App& app, std::function<int()>* run);
 void add_compile(CLI::App& app, std::function<int()>* run);
+void add_warm(CLI::App& app, std::function<int()>* run);
 void add_bench(CLI::App& app, std::function<int()>* run);
 
 // "sm_90a" -> 90; throws CLI::ValidationError for anything else.

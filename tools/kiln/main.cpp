@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   std::function<int()> run;
   kiln::cli::add_info(app, &run);
   kiln::cli::add_compile(app, &run);
+  kiln::cli::add_warm(app, &run);
   kiln::cli::add_bench(app, &run);
   try {
     app.parse(argc, argv);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine over binaries built on the CPU machine (copied to .device/bin by
-# tools/scripts/stage-device.sh): [gpu] tests, compute-sanitizer on small shapes, benchmark.
+# scripts/stage-device.sh): [gpu] tests, compute-sanitizer on small shapes, benchmark.
 # Full logs go to $OUT; a short summary is printed last.
 set -u -o pipefail
 BIN=${BIN:-.device/bin}

@@ -1,0 +1,91 @@
+// NVRTC compiles every kernel configuration the heuristic can pick, on the CPU, and the SASS
+// is what the design needs: FP8 wgmma (QGMMA), TMA loads and stores, no local memory.
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+
+#include <unistd.h>
+
+#include "gemm/config.hpp"
+#include "jit/nvrtc_compiler.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// KILN_CUOBJDUMP, else cuobjdump on PATH (the test command installs it from PyPI).
+std::string cuobjdump() {
+  if (const char* env = std::getenv("KILN_CUOBJDUMP"); env && *env) return env;
+  return "cuobjdump";
+}
+
+std::string run(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buffer{};
+  size_t got = 0;
+  while ((got = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) out.append(buffer.data(), got);
+  const int status = pclose(pipe);
+  INFO(command << "\n" << out);
+  REQUIRE(status == 0);
+  return out;
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// DeepSeek-V3 dense (N, K) and odd ones from the GPU tests.
+constexpr int kShapes[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384},
+                              {4096, 7168}, {7168, 2048},  {200, 400},   {72, 144}};
+
+}  // namespace
+
+TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills",
+          "[compile][sass]") {
+  std::set<std::string> seen;
+  std::vector<kiln::gemm::KernelSpec> specs;
+  for (const auto& nk : kShapes)
+    for (int sms : {132, 114})
+      for (int m : kiln::gemm::heuristic_m_breakpoints(8192, nk[0], nk[1], sms)) {
+        kiln::gemm::KernelSpec spec;
+        spec.n = nk[0], spec.k = nk[1];
+        spec.config = kiln::gemm::heuristic_config(m, nk[0], nk[1], sms);
+        if (seen.insert(kiln::gemm::name_expression(spec)).second) specs.push_back(spec);
+      }
+  REQUIRE(specs.size() >= 8);
+
+  const fs::path dir = fs::temp_directory_path() / ("kiln-sass-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  for (const auto& spec : specs) {
+    INFO(kiln::gemm::describe(spec));
+    const kiln::jit::CompileResult r = kiln::jit::compile(
+        {kiln::gemm::kernel_source(spec), kiln::gemm::name_expression(spec),
+         kiln::gemm::arch_name(spec.arch), kiln::gemm::describe(spec)});
+    CHECK(r.spill_bytes == 0);
+    CHECK(r.stack_bytes == 0);
+    CHECK(r.registers > 0);
+    const fs::path cubin = dir / "kernel.cubin";
+    std::ofstream(cubin, std::ios::binary).write(r.cubin.data(), r.cubin.size());
+    const std::string sass = run(cuobjdump() + " -sass " + cubin.string() + " 2>&1");
+    CHECK(count(sass, "QGMMA.64x" + std::to_string(spec.config.block_n) + "x32.F32.E4M3.E4M3") == 4);
+    CHECK(count(sass, "UTMALDG.2D") >= 2);
+    CHECK(count(sass, "UTMASTG.2D") >= 1);
+    CHECK(count(sass, "LDL") == 0);
+    CHECK(count(sass, "STL") == 0);
+    if (spec.config.block_m == 128) {  // two math warpgroups: registers are rebalanced
+      CHECK(count(sass, "USETMAXREG.DEALLOC") == 1);
+      CHECK(count(sass, "USETMAXREG.TRY_ALLOC") == 1);
+    }
+  }
+  fs::remove_all(dir);
+}

@@ -1,0 +1,127 @@
+// kiln warm: compile a whole shape set into the cache with parallel NVRTC workers; no GPU
+// needed. For each (kind, N, K) it compiles every configuration the heuristic picks for
+// M = 1 .. the largest M listed, so a server meets no compile at any batch size.
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli.hpp"
+#include "gemm/config.hpp"
+#include "kiln/error.hpp"
+#include "progress.hpp"
+#include "runtime_impl.hpp"
+#include "shapes.hpp"
+
+namespace kiln::cli {
+namespace {
+
+struct WarmOptions {
+  std::string model, shapes_file, out_dir, arch = "sm_90a";
+  int jobs = 0, sms = 132;
+  bool json = false;
+};
+
+int run_warm(const WarmOptions& o) {
+  const int arch = parse_arch(o.arch);
+  std::vector<ShapeSpec> shapes = o.shapes_file.empty() ? model_shapes(o.model)
+                                                        : load_shapes_file(o.shapes_file);
+  std::map<std::pair<int, int>, int> max_m;  // (n, k) -> largest M
+  for (const auto& s : shapes) max_m[{s.n, s.k}] = std::max(max_m[{s.n, s.k}], s.m);
+  std::vector<gemm::KernelSpec> specs;
+  for (const auto& [nk, m_max] : max_m)
+    for (int m : gemm::heuristic_m_breakpoints(m_max, nk.first, nk.second, o.sms)) {
+      gemm::KernelSpec spec;
+      spec.arch = arch, spec.n = nk.first, spec.k = nk.second;
+      spec.config = gemm::heuristic_config(m, nk.first, nk.second, o.sms);
+      if (std::find(specs.begin(), specs.end(), spec) == specs.end()) specs.push_back(spec);
+    }
+
+  std::unique_ptr<Runtime> own;
+  Runtime* runtime = &Runtime::instance();
+  if (!o.out_dir.empty()) {
+    own = std::make_unique<Runtime>(RuntimeOptions{o.out_dir, true});
+    runtime = own.get();
+  }
+  const int jobs = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<size_t> next{0}, done{0}, compiled{0}, reused{0};
+  std::mutex mutex;
+  std::vector<std::string> failures;
+  nlohmann::json kernels = nlohmann::json::array();
+  Progress progress("warm", specs.size());
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < specs.size();) {
+      try {
+        const CompiledKernel c = runtime->impl().compile(specs[i]);
+        (c.outcome == cache::Outcome::kDiskHit ? reused : compiled).fetch_add(1);
+        std::lock_guard lock(mutex);
+        kernels.push_back({{"kernel", c.entry.manifest.kernel}, {"key", c.key.hex()},
+                           {"cached", c.outcome == cache::Outcome::kDiskHit},
+                           {"compile_ms", c.entry.manifest.compile_ms}});
+      } catch (const Error& e) {
+        std::lock_guard lock(mutex);
+        failures.push_back(fmt::format("{}: {}", gemm::describe(specs[i]), e.what()));
+      }
+      const size_t d = done.fetch_add(1) + 1;
+      std::lock_guard lock(mutex);
+      progress.update(d, fmt::format("compiled {} cached {} failed {}", compiled.load(),
+                                     reused.load(), failures.size()));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < std::min<int>(jobs, static_cast<int>(specs.size())); ++t)
+    threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  if (o.json) {
+    fmt::print("{}\n", nlohmann::json{{"cache_dir", runtime->cache_dir()},
+                                      {"shapes", shapes.size()},
+                                      {"kernels", specs.size()},
+                                      {"compiled", compiled.load()},
+                                      {"cached", reused.load()},
+                                      {"failed", failures},
+                                      {"seconds", seconds},
+                                      {"jobs", jobs},
+                                      {"entries", kernels}}
+                           .dump(2));
+  } else {
+    fmt::print("warm: {} shapes -> {} kernels for {} ({} SMs) in {}\n", shapes.size(),
+               specs.size(), o.arch, o.sms, runtime->cache_dir());
+    fmt::print("      compiled {}, already cached {}, failed {}, {:.1f} s with {} workers\n",
+               compiled.load(), reused.load(), failures.size(), seconds, jobs);
+    for (const auto& f : failures) fmt::print(stderr, "failed: {}\n", f);
+  }
+  return failures.empty() ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+void add_warm(CLI::App& app, std::function<int()>* run) {
+  auto* cmd = app.add_subcommand("warm", "Compile a model's or a file's shape set into the cache");
+  auto o = std::make_shared<WarmOptions>();
+  auto* model = cmd->add_option("--model", o->model, "Built-in shape set (deepseek-v3)")
+                    ->check(CLI::IsMember(known_models()));
+  auto* file = cmd->add_option("--shapes", o->shapes_file,
+                               "Shape file: 'kind M N K [G]' per line, or a JSON array");
+  model->excludes(file);
+  cmd->add_option("--arch", o->arch, "Target architecture")->capture_default_str();
+  cmd->add_option("--jobs,-j", o->jobs, "Parallel NVRTC workers (default: all cores)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--sms", o->sms, "SM count of the target GPU (132: H100/H200 SXM)")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--out", o->out_dir, "Write into this cache directory (a bundle) instead");
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->callback([run, o, model, file] {
+    if (!*model && !*file) throw CLI::RequiredError("--model or --shapes");
+    *run = [o] { return run_warm(*o); };
+  });
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,119 @@
+#include "shapes.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "kiln/error.hpp"
+
+namespace kiln::cli {
+namespace {
+
+[[noreturn]] void bad(const std::string& origin, int line, const std::string& what) {
+  throw Error(ErrorCode::kInvalidArgument,
+              line > 0 ? fmt::format("{}:{}: {}", origin, line, what)
+                       : fmt::format("{}: {}", origin, what));
+}
+
+void check_shape(const ShapeSpec& s, const std::string& origin, int line) {
+  if (s.kind != "dense")
+    bad(origin, line, fmt::format("unknown kind '{}' (known: dense)", s.kind));
+  if (s.m <= 0 || s.n <= 0 || s.k <= 0 || s.groups <= 0)
+    bad(origin, line, fmt::format("M={} N={} K={} G={}: all must be positive", s.m, s.n, s.k,
+                                  s.groups));
+  if (s.n % 8 != 0) bad(origin, line, fmt::format("N={} is not a multiple of 8", s.n));
+  if (s.k % 16 != 0) bad(origin, line, fmt::format("K={} is not a multiple of 16", s.k));
+}
+
+int parse_int(const std::string& word, const char* name, const std::string& origin, int line) {
+  size_t used = 0;
+  long value = 0;
+  try {
+    value = std::stol(word, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != word.size() || value < INT32_MIN || value > INT32_MAX)
+    bad(origin, line, fmt::format("{} '{}' is not an integer", name, word));
+  return static_cast<int>(value);
+}
+
+}  // namespace
+
+std::vector<ShapeSpec> parse_shapes(const std::string& text, const std::string& origin) {
+  std::vector<ShapeSpec> shapes;
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '[') {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      bad(origin, 0, fmt::format("invalid JSON: {}", e.what()));
+    }
+    int index = 0;
+    for (const auto& item : j) {
+      ++index;
+      ShapeSpec s;
+      try {
+        s.kind = item.value("kind", std::string("dense"));
+        s.m = item.at("m").get<int>();
+        s.n = item.at("n").get<int>();
+        s.k = item.at("k").get<int>();
+        s.groups = item.value("groups", 1);
+      } catch (const nlohmann::json::exception& e) {
+        bad(origin, 0, fmt::format("entry {}: {}", index, e.what()));
+      }
+      check_shape(s, origin, 0);
+      shapes.push_back(s);
+    }
+    return shapes;
+  }
+  std::istringstream lines(text);
+  std::string line;
+  for (int number = 1; std::getline(lines, line); ++number) {
+    if (const size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    std::vector<std::string> w;
+    for (std::string word; words >> word;) w.push_back(word);
+    if (w.empty()) continue;
+    if (w.size() < 4 || w.size() > 5)
+      bad(origin, number, fmt::format("expected 'kind M N K [G]', got {} fields", w.size()));
+    ShapeSpec s;
+    s.kind = w[0];
+    s.m = parse_int(w[1], "M", origin, number);
+    s.n = parse_int(w[2], "N", origin, number);
+    s.k = parse_int(w[3], "K", origin, number);
+    if (w.size() == 5) s.groups = parse_int(w[4], "G", origin, number);
+    check_shape(s, origin, number);
+    shapes.push_back(s);
+  }
+  return shapes;
+}
+
+std::vector<ShapeSpec> load_shapes_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) bad(path, 0, "cannot be read (no such file or no permission)");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_shapes(text.str(), path);
+}
+
+std::vector<std::string> known_models() { return {"deepseek-v3"}; }
+
+std::vector<ShapeSpec> model_shapes(const std::string& model) {
+  if (model != "deepseek-v3")
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("unknown model '{}'; known: deepseek-v3", model));
+  // DeepSeek-V3/R1 dense GEMMs (N, K), at the M buckets a server meets.
+  const int nk[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512},
+                       {7168, 16384}, {4096, 7168},  {7168, 2048}};
+  std::vector<ShapeSpec> shapes;
+  for (const auto& s : nk)
+    for (int m : {1, 16, 64, 128, 256, 1024, 4096, 8192})
+      shapes.push_back({"dense", m, s[0], s[1], 1});
+  return shapes;
+}
+
+}  // namespace kiln::cli

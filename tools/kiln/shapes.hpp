@@ -1,0 +1,23 @@
+// Shape sets for warm, tune and bench: a file (one "kind M N K [G]" per line, '#' comments,
+// or a JSON array of {"kind", "m", "n", "k", "groups"}) or a built-in model preset.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace kiln::cli {
+
+struct ShapeSpec {
+  std::string kind = "dense";  // dense
+  int m = 0, n = 0, k = 0;
+  int groups = 1;
+};
+
+// Throws kiln::Error(kInvalidArgument) naming the file, line number and problem.
+std::vector<ShapeSpec> parse_shapes(const std::string& text, const std::string& origin);
+std::vector<ShapeSpec> load_shapes_file(const std::string& path);
+
+// Every GEMM of the model at each M a server meets (1 .. 8192). Known: "deepseek-v3".
+std::vector<ShapeSpec> model_shapes(const std::string& model);
+std::vector<std::string> known_models();
+
+}  // namespace kiln::cli
