@@ -1,0 +1,262 @@
+// Kernel configurations (gemm/config.cpp): the heuristic picks only supported, fitting
+// configurations; the warm-up breakpoints cover every change; names and JSON are faithful.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_set>
+#include <vector>
+
+#include "gemm/config.hpp"
+
+using namespace kiln::gemm;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// DeepSeek-V3 dense GEMMs (N, K), plus small and odd shapes the checks allow.
+constexpr int kDeepSeekNK[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512},
+                                  {7168, 16384}, {4096, 7168},  {7168, 2048}};
+constexpr int kOddNK[][2] = {{8, 16}, {72, 144}, {200, 400}, {128, 128}, {136, 7168}};
+constexpr int kSmCounts[] = {132, 114, 78};
+
+// M values: every M up to 300 (both block_m and the narrow/wide switch live there),
+// then a geometric sweep to 8192 with the neighbours of each power of two.
+std::vector<int> sample_ms() {
+  std::vector<int> ms;
+  for (int m = 1; m <= 300; ++m) ms.push_back(m);
+  for (int p = 512; p <= 8192; p *= 2)
+    for (int m : {p - 1, p, p + 1, p + p / 2}) ms.push_back(m);
+  ms.erase(std::remove_if(ms.begin(), ms.end(), [](int m) { return m > 8192; }), ms.end());
+  return ms;
+}
+
+bool contains_config(const std::vector<Config>& configs, const Config& c) {
+  return std::find(configs.begin(), configs.end(), c) != configs.end();
+}
+
+KernelSpec spec_of(int n, int k, const Config& c) {
+  KernelSpec s;
+  s.n = n, s.k = k, s.config = c;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("shared memory and thread counts of the four tile shapes", "[unit][config]") {
+  // Mirrors Fp8GemmSmem: 1 KiB alignment pad + stages * (A + B tiles) + D tile + barriers.
+  CHECK(shared_memory_bytes({128, 128, 6, 8}) == 1024 + 6 * 32768 + 32768 + 2 * 6 * 8);
+  CHECK(shared_memory_bytes({64, 64, 8, 8}) == 1024 + 8 * 16384 + 8192 + 2 * 8 * 8);
+  CHECK(max_stages(128, 128) == 6);
+  CHECK(max_stages(64, 64) == 8);
+  CHECK(max_stages(64, 128) == 8);
+  CHECK(max_stages(128, 64) == 8);
+  for (int bm : {64, 128})
+    for (int bn : {64, 128}) {
+      const int s = max_stages(bm, bn);
+      CHECK(shared_memory_bytes({bm, bn, s, 8}) <= kSharedMemoryLimit);
+      // Deepest: one more stage would not fit (or the cap of 8 is reached).
+      CHECK((s == 8 || shared_memory_bytes({bm, bn, s + 1, 8}) > kSharedMemoryLimit));
+    }
+  CHECK(threads_per_block({64, 128, 4, 8}) == 256);   // producer + one math warpgroup
+  CHECK(threads_per_block({128, 64, 4, 8}) == 384);   // producer + two
+}
+
+TEST_CASE("candidate configurations are valid and deepest first", "[unit][config]") {
+  const std::vector<Config> configs = candidate_configs(2112, 7168);
+  REQUIRE(!configs.empty());
+  std::set<std::tuple<int, int, int, int>> distinct;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const Config& c = configs[i];
+    INFO(describe(spec_of(2112, 7168, c)));
+    CHECK((c.block_m == 64 || c.block_m == 128));
+    CHECK((c.block_n == 64 || c.block_n == 128));
+    CHECK(c.stages >= 3);
+    CHECK(c.group_m == 8);
+    CHECK(shared_memory_bytes(c) <= kSharedMemoryLimit);
+    distinct.insert({c.block_m, c.block_n, c.stages, c.group_m});
+    // Within one tile shape, stages decrease.
+    if (i > 0 && configs[i - 1].block_m == c.block_m && configs[i - 1].block_n == c.block_n)
+      CHECK(configs[i - 1].stages == c.stages + 1);
+    else
+      CHECK(c.stages == max_stages(c.block_m, c.block_n));
+  }
+  CHECK(distinct.size() == configs.size());
+  // Every tile shape appears.
+  for (int bm : {64, 128})
+    for (int bn : {64, 128}) CHECK(contains_config(configs, {bm, bn, max_stages(bm, bn), 8}));
+}
+
+TEST_CASE("the heuristic picks a candidate that fits, for every shape and SM count",
+          "[unit][config]") {
+  std::vector<std::pair<int, int>> shapes;
+  for (const auto& nk : kDeepSeekNK) shapes.push_back({nk[0], nk[1]});
+  for (const auto& nk : kOddNK) shapes.push_back({nk[0], nk[1]});
+  const std::vector<int> ms = sample_ms();
+  int checked = 0;
+  for (const auto& [n, k] : shapes) {
+    const std::vector<Config> candidates = candidate_configs(n, k);
+    for (int sms : kSmCounts)
+      for (int m : ms) {
+        const Config c = heuristic_config(m, n, k, sms);
+        // Only report on failure: there are thousands of combinations.
+        if (!contains_config(candidates, c) || shared_memory_bytes(c) > kSharedMemoryLimit ||
+            (threads_per_block(c) != 256 && threads_per_block(c) != 384) ||
+            (c.block_m == 64) != (m <= 64)) {
+          FAIL_CHECK("m=" << m << " n=" << n << " k=" << k << " sms=" << sms << ": "
+                          << describe(spec_of(n, k, c)));
+        }
+        ++checked;
+      }
+  }
+  CHECK(checked == int(shapes.size() * 3 * ms.size()));
+}
+
+TEST_CASE("the heuristic narrows tiles when wide ones leave SMs idle", "[unit][config]") {
+  // n=2112: 17 column blocks of 128; m=64 gives 17 tiles, far below 132 SMs.
+  CHECK(heuristic_config(64, 2112, 7168, 132) == Config{64, 64, 8, 8});
+  // m=4096: 32 x 17 tiles fill the GPU with wide tiles.
+  CHECK(heuristic_config(4096, 2112, 7168, 132) == Config{128, 128, 6, 8});
+  // n=32768: 256 column blocks, already more than the SMs even at m=1.
+  CHECK(heuristic_config(1, 32768, 512, 132).block_n == 128);
+  // The switch depends on the SM count: narrow while m_blocks * n_blocks(128) * 2 <= SMs.
+  CHECK(heuristic_config(200, 2112, 7168, 78).block_n == 64);    // 2 * 17 * 2 = 68 <= 78
+  CHECK(heuristic_config(300, 2112, 7168, 78).block_n == 128);   // 3 * 17 * 2 = 102 > 78
+  CHECK(heuristic_config(300, 2112, 7168, 114).block_n == 64);   // 102 <= 114
+  CHECK(heuristic_config(300, 2112, 7168, 132).block_n == 64);
+  CHECK(heuristic_config(400, 2112, 7168, 132).block_n == 128);  // 4 * 17 * 2 = 136 > 132
+}
+
+TEST_CASE("heuristic M breakpoints cover every change of configuration", "[unit][config]") {
+  for (const auto& nk : kDeepSeekNK)
+    for (int sms : kSmCounts) {
+      const int n = nk[0], k = nk[1];
+      INFO("n=" << n << " k=" << k << " sms=" << sms);
+      const std::vector<int> bps = heuristic_m_breakpoints(8192, n, k, sms);
+      REQUIRE(!bps.empty());
+      CHECK(bps.front() == 1);
+      CHECK(std::is_sorted(bps.begin(), bps.end()));
+      CHECK(std::adjacent_find(bps.begin(), bps.end()) == bps.end());  // strictly increasing
+      CHECK(bps.back() <= 8192);
+      for (size_t i = 1; i < bps.size(); ++i)  // each breakpoint is a real change
+        CHECK_FALSE(heuristic_config(bps[i], n, k, sms) == heuristic_config(bps[i] - 1, n, k, sms));
+      // Between breakpoints the configuration is constant, so warm-up misses nothing.
+      size_t bucket = 0;
+      int mismatches = 0;
+      for (int m = 1; m <= 8192; ++m) {
+        while (bucket + 1 < bps.size() && bps[bucket + 1] <= m) ++bucket;
+        if (!(heuristic_config(m, n, k, sms) == heuristic_config(bps[bucket], n, k, sms)))
+          ++mismatches;
+      }
+      CHECK(mismatches == 0);
+      // The configurations of the buckets are distinct from their neighbours and few.
+      CHECK(bps.size() <= candidate_configs(n, k).size());
+    }
+  // max_m cuts the list.
+  CHECK(heuristic_m_breakpoints(1, 2112, 7168, 132) == std::vector<int>{1});
+  CHECK(heuristic_m_breakpoints(64, 2112, 7168, 132) == std::vector<int>{1});
+  CHECK(heuristic_m_breakpoints(65, 2112, 7168, 132) == std::vector<int>{1, 65});
+  CHECK(heuristic_m_breakpoints(0, 2112, 7168, 132).empty());
+}
+
+TEST_CASE("KernelSpec equality and hash agree", "[unit][config]") {
+  const KernelSpec base = spec_of(2112, 7168, {64, 64, 8, 8});
+  const KernelSpec same = spec_of(2112, 7168, {64, 64, 8, 8});
+  KernelSpecHash hash;
+  CHECK(base == same);
+  CHECK(hash(base) == hash(same));
+
+  // Changing any one field makes a different spec with a different hash.
+  std::vector<KernelSpec> variants;
+  for (int i = 0; i < 7; ++i) variants.push_back(base);
+  variants[0].arch = 100;
+  variants[1].n = 2120;
+  variants[2].k = 7184;
+  variants[3].config.block_m = 128;
+  variants[4].config.block_n = 128;
+  variants[5].config.stages = 7;
+  variants[6].config.group_m = 4;
+  for (const KernelSpec& v : variants) {
+    INFO(describe(v) << " group_m=" << v.config.group_m);
+    CHECK_FALSE(v == base);
+    CHECK(hash(v) != hash(base));
+  }
+
+  // In a hash map, every spec the heuristic can produce finds itself and nothing else.
+  std::unordered_set<KernelSpec, KernelSpecHash> specs;
+  std::vector<KernelSpec> all;
+  for (const auto& nk : kDeepSeekNK)
+    for (const Config& c : candidate_configs(nk[0], nk[1])) {
+      all.push_back(spec_of(nk[0], nk[1], c));
+      specs.insert(all.back());
+    }
+  CHECK(specs.size() == all.size());
+  for (const KernelSpec& s : all) CHECK(specs.count(s) == 1);
+  std::set<size_t> hashes;
+  for (const KernelSpec& s : all) hashes.insert(hash(s));
+  CHECK(hashes.size() == all.size());  // no collisions among these
+}
+
+TEST_CASE("names, descriptions and JSON show the spec", "[unit][config]") {
+  for (const auto& nk : kDeepSeekNK)
+    for (int m : {1, 64, 65, 4096}) {
+      const int n = nk[0], k = nk[1];
+      const KernelSpec s = spec_of(n, k, heuristic_config(m, n, k, 132));
+      const Config& c = s.config;
+      INFO(describe(s));
+
+      CHECK(name_expression(s) == "kiln::sm90_fp8_gemm<" + std::to_string(n) + ", " +
+                                      std::to_string(k) + ", " + std::to_string(c.block_m) +
+                                      ", " + std::to_string(c.block_n) + ", " +
+                                      std::to_string(c.stages) + ", " +
+                                      std::to_string(c.group_m) + ">");
+
+      const std::string d = describe(s);
+      CHECK_THAT(d, Contains("n=" + std::to_string(n) + " "));
+      CHECK_THAT(d, Contains("k=" + std::to_string(k) + " "));
+      CHECK_THAT(d, Contains("block=" + std::to_string(c.block_m) + "x" +
+                             std::to_string(c.block_n)));
+      CHECK_THAT(d, Contains("stages=" + std::to_string(c.stages)));
+      CHECK_THAT(d, Contains("dense"));
+
+      const nlohmann::json j = nlohmann::json::parse(config_json(s));
+      CHECK(j.size() == 8);
+      CHECK(j.at("kind") == "dense");
+      CHECK(j.at("arch") == "sm_90a");
+      CHECK(j.at("n") == n);
+      CHECK(j.at("k") == k);
+      CHECK(j.at("block_m") == c.block_m);
+      CHECK(j.at("block_n") == c.block_n);
+      CHECK(j.at("stages") == c.stages);
+      CHECK(j.at("group_m") == c.group_m);
+    }
+  CHECK(arch_name(90) == "sm_90a");
+  CHECK(std::string(to_string(Kind::kDense)) == "dense");
+}
+
+TEST_CASE("kernel source instantiates the wgmma width of the tile", "[unit][config]") {
+  for (int bn : {64, 128}) {
+    const KernelSpec s = spec_of(4096, 7168, {128, bn, max_stages(128, bn), 8});
+    const std::string src = kernel_source(s);
+    INFO(src.substr(0, 400));
+    CHECK_THAT(src, Contains("// generated by kiln: " + describe(s)));
+    CHECK_THAT(src, Contains("WgmmaFp8<" + std::to_string(bn) + ">::mma"));
+    CHECK_THAT(src, Contains("m64n" + std::to_string(bn) + "k32"));
+    // wgmma.cuh declares the template, the definition follows, then the kernel.
+    const size_t ptx = src.find("#include \"kiln/ptx/wgmma.cuh\"");
+    const size_t def = src.find("WgmmaFp8<");
+    const size_t kernel = src.find("#include \"kiln/gemm/sm90_fp8_gemm.cuh\"");
+    REQUIRE(ptx != std::string::npos);
+    REQUIRE(kernel != std::string::npos);
+    CHECK(ptx < def);
+    CHECK(def < kernel);
+  }
+  // Specs that differ get different sources (the source is the cache key's main field).
+  CHECK(kernel_source(spec_of(2112, 7168, {64, 64, 8, 8})) !=
+        kernel_source(spec_of(2120, 7168, {64, 64, 8, 8})));
+  CHECK(kernel_source(spec_of(2112, 7168, {64, 64, 8, 8})) !=
+        kernel_source(spec_of(2112, 7168, {64, 64, 7, 8})));
+}
