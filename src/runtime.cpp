@@ -26,7 +26,7 @@ const char* to_string(ErrorCode code) {
   return "unknown";
 }
 
-Runtime::Impl::Impl(RuntimeOptions options) {
+Runtime::Impl::Impl(RuntimeOptions options) : options_(options) {
   if (options.disk_cache)
     store_.emplace(options.cache_dir.empty() ? cache::default_cache_dir()
                                              : std::filesystem::path(options.cache_dir));
@@ -149,7 +149,30 @@ void Runtime::Impl::configure(LoadedKernel& kernel, CUdevice device) {
   kernel.configured_devices.fetch_or(bit, std::memory_order_acq_rel);
 }
 
-DeviceInfo Runtime::Impl::current_device() {
+std::filesystem::path Runtime::Impl::tuning_db_path() const {
+  if (!options_.tuning_db.empty()) return options_.tuning_db;
+  return gemm::default_tuning_db_path(store_ ? store_->root() : cache::default_cache_dir());
+}
+
+const gemm::TuningDb& Runtime::Impl::tuning_db() {
+  std::call_once(tuning_once_, [&] {
+    tuning_db_ = gemm::TuningDb::load(tuning_db_path());
+    if (!tuning_db_.empty())
+      log().debug("tuning database {}: {} entries", tuning_db_path().string(),
+                  tuning_db_.entries().size());
+  });
+  return tuning_db_;
+}
+
+ConfigChoice Runtime::Impl::choose_config(gemm::Kind kind, int m, int n, int k,
+                                          const DeviceInfo& device) {
+  if (const gemm::Config* tuned =
+          tuning_db().find(device.name_hash, device.num_sms, kind, n, k, m))
+    return {*tuned, true};
+  return {gemm::heuristic_config(m, n, k, device.num_sms), false};
+}
+
+const DeviceInfo& Runtime::Impl::current_device() {
   thread_local CUcontext cached_context = nullptr;
   thread_local DeviceInfo cached;
   const auto& cu = driver::get();
@@ -172,9 +195,13 @@ DeviceInfo Runtime::Impl::current_device() {
                             info.device, major));
   KILN_CU(cu.cuDeviceGetAttribute(&info.num_sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
                                   info.device));
+  char name[256] = {};
+  KILN_CU(cu.cuDeviceGetName(name, sizeof(name), info.device));
+  info.name = name;
+  info.name_hash = gemm::device_hash(info.name);
   cached_context = context;
   cached = info;
-  return info;
+  return cached;
 }
 
 RuntimeStats Runtime::Impl::stats() const {

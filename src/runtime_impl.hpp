@@ -12,6 +12,7 @@
 
 #include "cache/store.hpp"
 #include "gemm/config.hpp"
+#include "gemm/tuning_db.hpp"
 #include "kiln/runtime.hpp"
 
 namespace kiln {
@@ -36,6 +37,13 @@ struct LoadedKernel {
 struct DeviceInfo {
   CUdevice device = 0;
   int num_sms = 0;
+  uint64_t name_hash = 0;  // gemm::device_hash of the device name (tuning database key)
+  std::string name;
+};
+
+struct ConfigChoice {
+  gemm::Config config;
+  bool tuned = false;  // from the tuning database, else the heuristic
 };
 
 class Runtime::Impl {
@@ -63,7 +71,12 @@ class Runtime::Impl {
   void configure(LoadedKernel& kernel, CUdevice device);
 
   // The current context's device. Throws if there is no current context.
-  DeviceInfo current_device();
+  const DeviceInfo& current_device();
+
+  // The tuning database's config for the problem, else the heuristic's.
+  ConfigChoice choose_config(gemm::Kind kind, int m, int n, int k, const DeviceInfo& device);
+  const gemm::TuningDb& tuning_db();
+  std::filesystem::path tuning_db_path() const;
 
   RuntimeStats stats() const;
   void count_launch() { launches_.fetch_add(1, std::memory_order_relaxed); }
@@ -71,6 +84,9 @@ class Runtime::Impl {
 
  private:
   std::optional<cache::Store> store_;
+  RuntimeOptions options_;
+  std::once_flag tuning_once_;
+  gemm::TuningDb tuning_db_;
   std::unordered_map<gemm::KernelSpec, std::unique_ptr<LoadedKernel>, gemm::KernelSpecHash>
       loaded_;
   mutable std::shared_mutex loaded_mutex_;

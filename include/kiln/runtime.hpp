@@ -11,6 +11,7 @@ namespace kiln {
 struct RuntimeOptions {
   std::string cache_dir;    // empty: KILN_CACHE_DIR, $XDG_CACHE_HOME/kiln, ~/.cache/kiln
   bool disk_cache = true;   // false: compile into memory only
+  std::string tuning_db;    // empty: KILN_TUNING_DB, else <cache_dir>/tuning.json
 };
 
 struct RuntimeStats {

@@ -7,8 +7,10 @@
 #include "driver/cuda_driver.hpp"
 #include "gemm/check.hpp"
 #include "gemm/config.hpp"
+#include "gemm/launch.hpp"
 #include "gemm/tma.hpp"
 #include "kiln/error.hpp"
+#include "log.hpp"
 #include "runtime_impl.hpp"
 
 namespace kiln {
@@ -47,22 +49,40 @@ void launch_dense(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::ResolvedF
 
 }  // namespace
 
-void gemm_fp8(Runtime& runtime, const GemmFp8Args& args, CUstream stream) {
-  const gemm::ResolvedFp8Args resolved = gemm::check_fp8_args(args);
+namespace gemm {
+
+void launch_fp8(Runtime& runtime, const GemmFp8Args& args, const Config* forced,
+                CUstream stream) {
+  const ResolvedFp8Args resolved = check_fp8_args(args);
   if (resolved.args.m == 0) return;
   Runtime::Impl& rt = runtime.impl();
-  const DeviceInfo device = rt.current_device();
-  gemm::KernelSpec spec;
-  spec.kind = gemm::Kind::kDense;
+  const DeviceInfo& device = rt.current_device();
+  KernelSpec spec;
+  spec.kind = Kind::kDense;
   spec.n = args.n;
   spec.k = args.k;
-  spec.config = gemm::heuristic_config(args.m, args.n, args.k, device.num_sms);
+  bool tuned = false;
+  if (forced) {
+    spec.config = *forced;
+  } else {
+    const ConfigChoice choice = rt.choose_config(spec.kind, args.m, args.n, args.k, device);
+    spec.config = choice.config;
+    tuned = choice.tuned;
+  }
   LoadedKernel* kernel = rt.find(spec);
   if (!kernel) {
-    gemm::check_device_pointers(resolved.args);
+    check_device_pointers(resolved.args);
     kernel = &rt.kernel(spec, stream);
+    log().debug("m={}: {} ({})", args.m, describe(spec),
+                forced ? "forced" : tuned ? "tuned" : "heuristic");
   }
   launch_dense(rt, *kernel, resolved, device, stream);
+}
+
+}  // namespace gemm
+
+void gemm_fp8(Runtime& runtime, const GemmFp8Args& args, CUstream stream) {
+  gemm::launch_fp8(runtime, args, nullptr, stream);
 }
 
 void gemm_fp8(const GemmFp8Args& args, CUstream stream) {
@@ -77,11 +97,16 @@ void warm_up_gemm_fp8(Runtime& runtime, int max_m, int n, int k) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("max_m={} must be positive: the largest M the calls will use", max_m));
   Runtime::Impl& rt = runtime.impl();
-  const DeviceInfo device = rt.current_device();
-  for (int m : gemm::heuristic_m_breakpoints(max_m, n, k, device.num_sms)) {
+  const DeviceInfo& device = rt.current_device();
+  std::vector<int> ms = gemm::heuristic_m_breakpoints(max_m, n, k, device.num_sms);
+  for (const auto& e : rt.tuning_db().entries())  // tuned M ranges bring their own configs
+    if (e.device == device.name && e.sms == device.num_sms && e.n == n && e.k == k &&
+        e.m_min <= max_m)
+      ms.push_back(e.m_min), ms.push_back(std::min(e.m_max, max_m));
+  for (int m : ms) {
     gemm::KernelSpec spec;
     spec.n = n, spec.k = k;
-    spec.config = gemm::heuristic_config(m, n, k, device.num_sms);
+    spec.config = rt.choose_config(spec.kind, m, n, k, device).config;
     rt.configure(rt.kernel(spec, nullptr), device.device);
   }
 }

@@ -17,6 +17,8 @@ void add_info(CLI::App& app, std::function<int()>* run);
 void add_compile(CLI::App& app, std::function<int()>* run);
 void add_warm(CLI::App& app, std::function<int()>* run);
 void add_bench(CLI::App& app, std::function<int()>* run);
+void add_cache(CLI::App& app, std::function<int()>* run);
+void add_tune(CLI::App& app, std::function<int()>* run);
 
 // "sm_90a" -> 90; throws CLI::ValidationError for anything else.
 int parse_arch(const std::string& arch);

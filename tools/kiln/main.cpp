@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   kiln::cli::add_compile(app, &run);
   kiln::cli::add_warm(app, &run);
   kiln::cli::add_bench(app, &run);
+  kiln::cli::add_cache(app, &run);
+  kiln::cli::add_tune(app, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,490 @@
+// The `kiln` command-line tool, run as a separate process (KILN_CLI_PATH) with a fresh
+// KILN_CACHE_DIR per test: versions, compile + disk cache across processes, recovery from
+// damaged entries, usage errors, and KILN_KERNEL_DIR (read once per process, so only
+// testable here).
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kiln/version.hpp"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+using nlohmann::json;
+
+namespace {
+
+const char* cli_path() { return KILN_CLI_PATH; }
+
+// The repository's kernels/ folder, found from this file's path (CMake passes it absolute).
+fs::path source_kernels_dir() {
+  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "kernels";
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  REQUIRE(out.good());
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "kiln-cli-test-XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+struct Result {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Environment changes on top of this process's: a value sets, nullopt unsets.
+using EnvChanges = std::map<std::string, std::optional<std::string>>;
+
+// One test's sandbox: a temporary root holding cache/ and the outputs of each run.
+class Cli {
+ public:
+  Cli() : cache_(root_.path() / "cache") {
+    REQUIRE(std::strlen(cli_path()) > 0);  // the kiln_cli target must be built
+    REQUIRE(fs::exists(cli_path()));
+  }
+
+  const fs::path& cache() const { return cache_; }
+  const fs::path& root() const { return root_.path(); }
+
+  // Starts `kiln args...`; stdout and stderr go to files (no pipe can fill up).
+  pid_t start(const std::vector<std::string>& args, const EnvChanges& extra = {}) {
+    const int id = runs_++;
+    const fs::path out = root() / ("run" + std::to_string(id) + ".out");
+    const fs::path err = root() / ("run" + std::to_string(id) + ".err");
+
+    EnvChanges changes = {{"KILN_CACHE_DIR", cache_.string()},
+                          {"KILN_KERNEL_DIR", std::nullopt},
+                          {"KILN_LOG_LEVEL", std::nullopt}};
+    for (const auto& [name, value] : extra) changes[name] = value;
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      const std::string entry = *e;
+      if (!changes.count(entry.substr(0, entry.find('=')))) env.push_back(entry);
+    }
+    for (const auto& [name, value] : changes)
+      if (value) env.push_back(name + "=" + *value);
+
+    std::vector<std::string> argv_text = {cli_path()};
+    argv_text.insert(argv_text.end(), args.begin(), args.end());
+    // Built before fork: the child only redirects and execs.
+    std::vector<char*> argv, envp;
+    for (auto& a : argv_text) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) _exit(126);
+      ::execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    outputs_[pid] = {out, err};
+    return pid;
+  }
+
+  Result finish(pid_t pid) {
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));  // no crash, no signal
+    Result r;
+    r.exit_code = WEXITSTATUS(status);
+    r.out = read_text(outputs_.at(pid).first);
+    r.err = read_text(outputs_.at(pid).second);
+    return r;
+  }
+
+  Result run(const std::vector<std::string>& args, const EnvChanges& extra = {}) {
+    return finish(start(args, extra));
+  }
+
+  // Runs a command that must succeed with JSON on stdout.
+  json run_json(const std::vector<std::string>& args, const EnvChanges& extra = {}) {
+    const Result r = run(args, extra);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.exit_code == 0);
+    json j;
+    REQUIRE_NOTHROW(j = json::parse(r.out));
+    return j;
+  }
+
+ private:
+  TempDir root_;
+  fs::path cache_;
+  int runs_ = 0;
+  std::map<pid_t, std::pair<fs::path, fs::path>> outputs_;
+};
+
+const std::vector<std::string> kCompile64 = {"compile", "--m", "64", "--n", "2112",
+                                             "--k", "7168", "--json"};
+
+bool is_under(const fs::path& path, const fs::path& dir) {
+  const std::string p = fs::weakly_canonical(path).string();
+  const std::string d = fs::weakly_canonical(dir).string() + "/";
+  return p.rfind(d, 0) == 0;
+}
+
+size_t count_entries(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  size_t n = 0;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    ++n;
+  return n;
+}
+
+// The JSON document printed on stdout, from its first line that opens an object.
+json json_document(const std::string& out) {
+  // Pretty-printed: only the outermost brace starts a line.
+  const size_t start = out.compare(0, 1, "{") == 0 ? 0 : out.find("\n{");
+  REQUIRE(start != std::string::npos);
+  return json::parse(out.substr(start));
+}
+
+// Number of complete entries v1/<2 hex>/<key>/ in a cache.
+size_t count_cache_entries(const fs::path& cache) {
+  size_t n = 0;
+  std::error_code ec;
+  if (!fs::is_directory(cache / "v1", ec)) return 0;
+  for (const auto& shard : fs::directory_iterator(cache / "v1")) n += count_entries(shard.path());
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("kiln --version prints the version", "[unit][cli]") {
+  Cli cli;
+  const Result r = cli.run({"--version"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == std::string(KILN_VERSION_STRING) + "\n");
+}
+
+TEST_CASE("kiln info --json describes this machine", "[unit][cli]") {
+  Cli cli;
+  const json info = cli.run_json({"info", "--json"});
+  INFO(info.dump(2));
+  CHECK(info.at("kiln_version") == KILN_VERSION_STRING);
+  CHECK_THAT(info.at("nvrtc_version").get<std::string>(), StartsWith("1"));
+  CHECK(info.at("cache_dir") == cli.cache().string());
+  const std::string digest = info.at("kernel_digest").get<std::string>();
+  CHECK(digest.size() == 32);
+  CHECK(digest.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(info.at("kernel_source") == "embedded");
+  CHECK(info.at("gpus") == json::array());     // no GPU on this machine
+  CHECK(info.at("driver_cuda_version").is_null());  // and no libcuda
+
+  // The plain-text form says the same.
+  const Result text = cli.run({"info"});
+  CHECK(text.exit_code == 0);
+  CHECK_THAT(text.out, Contains(digest));
+  CHECK_THAT(text.out, Contains(cli.cache().string()));
+  CHECK_THAT(text.out, Contains("GPU             none"));
+  CHECK(!fs::exists(cli.cache()));  // info writes nothing
+}
+
+TEST_CASE("kiln compile builds once, then loads from disk in a new process", "[unit][cli]") {
+  Cli cli;
+  const json first = cli.run_json(kCompile64);
+  INFO(first.dump(2));
+  CHECK(first.at("outcome") == "compiled");
+  CHECK(first.at("registers").get<int>() > 0);
+  CHECK(first.at("spill_bytes") == 0);
+  CHECK_THAT(first.at("lowered_name").get<std::string>(), StartsWith("_ZN4kiln13sm90_fp8_gemm"));
+  CHECK_THAT(first.at("kernel").get<std::string>(), Contains("n=2112 k=7168"));
+  CHECK(first.at("config").at("n") == 2112);
+  CHECK(first.at("config").at("k") == 7168);
+  CHECK(first.at("config").at("block_m") == 64);  // m=64 takes the one-warpgroup tile
+  const std::string key = first.at("key").get<std::string>();
+  CHECK(key.size() == 32);
+  const fs::path cubin = first.at("cubin").get<std::string>();
+  REQUIRE(fs::exists(cubin));
+  CHECK(is_under(cubin, cli.cache()));
+  CHECK(cubin.parent_path().filename() == key);
+  CHECK(fs::file_size(cubin) == first.at("cubin_bytes").get<uint64_t>());
+  CHECK(fs::exists(cubin.parent_path() / "manifest.json"));
+  CHECK(count_cache_entries(cli.cache()) == 1);
+
+  const json second = cli.run_json(kCompile64);
+  CHECK(second.at("outcome") == "cached");
+  CHECK(second.at("key") == key);
+  CHECK(second.at("cubin") == first.at("cubin"));
+  CHECK(second.at("lowered_name") == first.at("lowered_name"));
+  CHECK(second.at("registers") == first.at("registers"));
+  CHECK(count_cache_entries(cli.cache()) == 1);
+
+  // The text form, a third process.
+  const Result text = cli.run({"compile", "--m", "64", "--n", "2112", "--k", "7168"});
+  CHECK(text.exit_code == 0);
+  CHECK_THAT(text.out, Contains("outcome         cached"));
+  CHECK_THAT(text.out, Contains(key));
+
+  // Another M in the same bucket is the same kernel; another bucket is another kernel.
+  CHECK(cli.run_json({"compile", "--m", "33", "--n", "2112", "--k", "7168", "--json"})
+            .at("outcome") == "cached");
+  const json wide =
+      cli.run_json({"compile", "--m", "4096", "--n", "2112", "--k", "7168", "--json"});
+  CHECK(wide.at("outcome") == "compiled");
+  CHECK(wide.at("key") != key);
+  CHECK(wide.at("config").at("block_m") == 128);
+  CHECK(count_cache_entries(cli.cache()) == 2);
+}
+
+TEST_CASE("kiln compile keys do not depend on the cache location", "[unit][cli]") {
+  Cli a, b;  // two unrelated cache directories
+  const json ja = a.run_json(kCompile64);
+  const json jb = b.run_json(kCompile64);
+  CHECK(ja.at("outcome") == "compiled");
+  CHECK(jb.at("outcome") == "compiled");
+  CHECK(ja.at("key") == jb.at("key"));
+  CHECK(ja.at("cubin") != jb.at("cubin"));
+}
+
+TEST_CASE("two kiln compile processes racing on an empty cache build once", "[unit][cli]") {
+  Cli cli;
+  for (const char* n : {"2112", "4096"}) {
+    const std::vector<std::string> args = {"compile", "--m", "64", "--n", n, "--k", "7168",
+                                           "--json"};
+    const pid_t p1 = cli.start(args);
+    const pid_t p2 = cli.start(args);
+    const Result r1 = cli.finish(p1), r2 = cli.finish(p2);
+    INFO("n=" << n << "\n1: " << r1.out << r1.err << "\n2: " << r2.out << r2.err);
+    REQUIRE(r1.exit_code == 0);
+    REQUIRE(r2.exit_code == 0);
+    const json j1 = json::parse(r1.out), j2 = json::parse(r2.out);
+    const std::multiset<std::string> outcomes = {j1.at("outcome").get<std::string>(),
+                                                 j2.at("outcome").get<std::string>()};
+    CHECK(outcomes == std::multiset<std::string>{"cached", "compiled"});
+    CHECK(j1.at("key") == j2.at("key"));
+    CHECK(j1.at("cubin") == j2.at("cubin"));
+    CHECK(r1.err.empty());  // no warnings: nothing was quarantined or unwritable
+    CHECK(r2.err.empty());
+  }
+  CHECK(count_cache_entries(cli.cache()) == 2);
+  CHECK(count_entries(cli.cache() / "tmp") == 0);  // no leftovers of the losing writer
+  CHECK(count_entries(cli.cache() / "quarantine") == 0);
+}
+
+TEST_CASE("a damaged cache entry is quarantined and rebuilt", "[unit][cli]") {
+  Cli cli;
+  const json first = cli.run_json(kCompile64);
+  REQUIRE(first.at("outcome") == "compiled");
+  const fs::path cubin = first.at("cubin").get<std::string>();
+  const fs::path manifest = cubin.parent_path() / "manifest.json";
+  const std::string good_cubin = read_text(cubin);
+
+  SECTION("truncated kernel.cubin") {
+    fs::resize_file(cubin, fs::file_size(cubin) / 2);
+  }
+  SECTION("empty kernel.cubin") {
+    fs::resize_file(cubin, 0);
+  }
+  SECTION("one flipped byte in kernel.cubin") {
+    std::string bad = good_cubin;
+    bad[bad.size() / 2] ^= 0x40;
+    write_text(cubin, bad);
+  }
+  SECTION("garbage manifest.json") {
+    write_text(manifest, "\x01 this is not json {{{");
+  }
+  SECTION("manifest.json of another key") {
+    json m = json::parse(read_text(manifest));
+    m["key"] = std::string(32, '0');
+    write_text(manifest, m.dump());
+  }
+
+  const Result again = cli.run(kCompile64);
+  INFO(again.out << again.err);
+  REQUIRE(again.exit_code == 0);
+  // The quarantine warning lands on stdout before the JSON (a bug, see the !shouldfail case
+  // below), so parse from the document's first line.
+  const json rebuilt = json_document(again.out);
+  CHECK(rebuilt.at("outcome") == "compiled");
+  CHECK(rebuilt.at("key") == first.at("key"));
+  CHECK(rebuilt.at("cubin") == first.at("cubin"));
+  CHECK_THAT(again.out + again.err, Contains("moved it to " + (cli.cache() / "quarantine").string()));
+  CHECK(count_entries(cli.cache() / "quarantine") == 1);
+  CHECK(read_text(cubin) == good_cubin);  // NVRTC is deterministic
+  // The quarantined entry is the damaged one, kept for a post-mortem.
+  const fs::path moved = fs::directory_iterator(cli.cache() / "quarantine")->path();
+  CHECK_THAT(moved.filename().string(), StartsWith(first.at("key").get<std::string>() + "."));
+  CHECK(fs::exists(moved / "kernel.cubin"));
+
+  // And the rebuilt entry is good.
+  CHECK(cli.run_json(kCompile64).at("outcome") == "cached");
+  CHECK(count_entries(cli.cache() / "quarantine") == 1);
+}
+
+// Known bug: the cache store logs through spdlog's default logger (stdout) when the "kiln"
+// logger is not registered yet, as in a fresh process whose first cache access finds a bad
+// entry; the warning then corrupts `kiln compile --json`. Marked !shouldfail until fixed.
+TEST_CASE("cache warnings go to stderr, never into --json output",
+          "[unit][cli][!shouldfail]") {
+  Cli cli;
+  const json first = cli.run_json(kCompile64);
+  fs::resize_file(first.at("cubin").get<std::string>(), 16);
+  const Result again = cli.run(kCompile64);
+  REQUIRE(again.exit_code == 0);
+  CHECK_NOTHROW(json::parse(again.out));
+  CHECK_THAT(again.err, Contains("quarantine"));
+}
+
+TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
+  Cli cli;
+  struct Case {
+    std::vector<std::string> args;
+    const char* says;  // on stderr
+  };
+  const Case cases[] = {
+      {{}, "subcommand"},
+      {{"frobnicate"}, "subcommand"},
+      {{"compile", "--m", "64", "--k", "7168"}, "--n"},
+      {{"compile", "--m", "64", "--n", "2112"}, "--k"},
+      {{"compile", "--n", "2112", "--k", "7168"}, "--m"},
+      {{"compile", "--m", "0", "--n", "2112", "--k", "7168"}, "--m"},
+      {{"compile", "--m", "-5", "--n", "2112", "--k", "7168"}, "--m"},
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--kind", "moe"}, "--kind"},
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--sms", "0"}, "--sms"},
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--bogus"}, "--bogus"},
+      // Shape rules of gemm_fp8, named in the message.
+      {{"compile", "--m", "1", "--n", "100", "--k", "7168"}, "N must be a multiple of 8"},
+      {{"compile", "--m", "1", "--n", "2112", "--k", "7160"}, "K of 16"},
+  };
+  for (const Case& c : cases) {
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    const Result r = cli.run(c.args);
+    INFO("kiln " << joined << "\nstdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(!r.err.empty());
+    CHECK_THAT(r.err, Contains(c.says));
+  }
+  const Result n100 = cli.run({"compile", "--m", "1", "--n", "100", "--k", "7168"});
+  CHECK_THAT(n100.err, Contains("--n 100"));
+
+  // An unsupported arch is refused before anything is compiled (its exit code: see below).
+  const Result arch = cli.run({"compile", "--arch", "sm_80", "--m", "64", "--n", "2112", "--k",
+                               "7168"});
+  CHECK(arch.exit_code != 0);
+  CHECK_THAT(arch.err, Contains("sm_80"));
+  CHECK_THAT(arch.err, Contains("sm_90a"));
+  CHECK(count_cache_entries(cli.cache()) == 0);  // none of the above compiled anything
+}
+
+// Known bug: parse_arch throws CLI::ValidationError from the command body, after parsing,
+// where main() maps it to exit code 1 (failure) rather than 2 (usage). Marked !shouldfail
+// until fixed; then drop the tag.
+TEST_CASE("kiln compile --arch sm_80 is a usage error", "[unit][cli][!shouldfail]") {
+  Cli cli;
+  const Result r = cli.run({"compile", "--arch", "sm_80", "--m", "64", "--n", "2112", "--k",
+                            "7168"});
+  CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("KILN_KERNEL_DIR replaces the embedded kernel headers", "[unit][cli]") {
+  const fs::path source = source_kernels_dir();
+  REQUIRE(fs::is_regular_file(source / "kiln" / "gemm" / "sm90_fp8_gemm.cuh"));
+  Cli cli;
+  const json embedded_info = cli.run_json({"info", "--json"});
+  const json embedded = cli.run_json(kCompile64);
+  REQUIRE(embedded.at("outcome") == "compiled");
+
+  const fs::path copy = cli.root() / "kernels-copy";
+  fs::copy(source, copy, fs::copy_options::recursive);
+
+  SECTION("an unmodified copy has the embedded digest") {
+    // Same names and texts: switching between the two does not invalidate the cache.
+    const EnvChanges env = {{"KILN_KERNEL_DIR", copy.string()}};
+    const json info = cli.run_json({"info", "--json"}, env);
+    CHECK(info.at("kernel_source") == copy.string());
+    CHECK(info.at("kernel_digest") == embedded_info.at("kernel_digest"));
+    const json compiled = cli.run_json(kCompile64, env);
+    CHECK(compiled.at("key") == embedded.at("key"));
+    CHECK(compiled.at("outcome") == "cached");
+  }
+  SECTION("one added comment changes the digest and the key") {
+    const fs::path gemm = copy / "kiln" / "gemm" / "sm90_fp8_gemm.cuh";
+    write_text(gemm, read_text(gemm) + "\n// kiln test: a comment changes nothing but the key\n");
+    const EnvChanges env = {{"KILN_KERNEL_DIR", copy.string()}};
+    const json info = cli.run_json({"info", "--json"}, env);
+    INFO(info.dump(2));
+    CHECK(info.at("kernel_source") == copy.string());
+    CHECK(info.at("kernel_digest") != embedded_info.at("kernel_digest"));
+    CHECK(info.at("kernel_digest").get<std::string>().size() == 32);
+
+    const json compiled = cli.run_json(kCompile64, env);
+    CHECK(compiled.at("outcome") == "compiled");
+    CHECK(compiled.at("key") != embedded.at("key"));
+    CHECK(compiled.at("spill_bytes") == 0);
+    CHECK(count_cache_entries(cli.cache()) == 2);
+    // The embedded headers' entry is still there for processes without KILN_KERNEL_DIR.
+    CHECK(cli.run_json(kCompile64).at("outcome") == "cached");
+  }
+}
+
+TEST_CASE("KILN_KERNEL_DIR without kiln/ fails clearly", "[unit][cli]") {
+  Cli cli;
+  const fs::path empty = cli.root() / "not-kernels";
+  fs::create_directories(empty / "other");
+  const EnvChanges env = {{"KILN_KERNEL_DIR", empty.string()}};
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"info", "--json"}, kCompile64}) {
+    const Result r = cli.run(args, env);
+    INFO(args[0] << "\nstdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, Contains("KILN_KERNEL_DIR=" + empty.string()));
+    CHECK_THAT(r.err, Contains("no kiln/ subfolder"));
+  }
+  // And a path that does not exist at all.
+  const Result missing =
+      cli.run({"info", "--json"}, {{"KILN_KERNEL_DIR", (cli.root() / "nowhere").string()}});
+  CHECK(missing.exit_code != 0);
+  CHECK_THAT(missing.err, Contains("KILN_KERNEL_DIR"));
+  CHECK(count_cache_entries(cli.cache()) == 0);
+}

@@ -1,0 +1,79 @@
+// The tuning database: M ranges, lookup, persistence, and tolerance of bad files.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "gemm/tuning_db.hpp"
+
+using kiln::gemm::Config;
+using kiln::gemm::Kind;
+using kiln::gemm::TunedEntry;
+using kiln::gemm::TuningDb;
+
+namespace {
+
+TunedEntry entry(int m, int block_n) {
+  TunedEntry e;
+  e.device = "NVIDIA H200", e.sms = 132, e.n = 2112, e.k = 7168, e.m_tuned = m;
+  e.config = Config{128, block_n, 6, 8};
+  e.us = 10, e.heuristic_us = 12;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("tuned entries cover the M ranges between tuned points", "[unit][tuning]") {
+  TuningDb db;
+  db.upsert(entry(128, 64));
+  db.upsert(entry(16, 128));
+  db.upsert(entry(4096, 128));
+  const uint64_t h200 = kiln::gemm::device_hash("NVIDIA H200");
+  REQUIRE(db.find(h200, 132, Kind::kDense, 2112, 7168, 1) != nullptr);
+  CHECK(db.find(h200, 132, Kind::kDense, 2112, 7168, 16)->block_n == 128);
+  CHECK(db.find(h200, 132, Kind::kDense, 2112, 7168, 17)->block_n == 64);
+  CHECK(db.find(h200, 132, Kind::kDense, 2112, 7168, 128)->block_n == 64);
+  CHECK(db.find(h200, 132, Kind::kDense, 2112, 7168, 129)->block_n == 128);
+  CHECK(db.find(h200, 132, Kind::kDense, 2112, 7168, 4097) == nullptr);  // beyond: heuristic
+  CHECK(db.find(h200, 114, Kind::kDense, 2112, 7168, 64) == nullptr);    // other SM count
+  CHECK(db.find(kiln::gemm::device_hash("NVIDIA H100"), 132, Kind::kDense, 2112, 7168, 64) ==
+        nullptr);
+  CHECK(db.find(h200, 132, Kind::kDense, 4096, 7168, 64) == nullptr);  // other N
+
+  db.upsert(entry(128, 128));  // re-tuning a point replaces it
+  CHECK(db.entries().size() == 3);
+  CHECK(db.find(h200, 132, Kind::kDense, 2112, 7168, 100)->block_n == 128);
+}
+
+TEST_CASE("the tuning database survives save and load", "[unit][tuning]") {
+  const auto path = std::filesystem::temp_directory_path() / "kiln-test-tuning.json";
+  TuningDb db;
+  db.upsert(entry(64, 64));
+  db.upsert(entry(4096, 128));
+  std::string error;
+  REQUIRE(db.save(path, &error));
+  const TuningDb loaded = TuningDb::load(path);
+  REQUIRE(loaded.entries().size() == 2);
+  const uint64_t h200 = kiln::gemm::device_hash("NVIDIA H200");
+  CHECK(loaded.find(h200, 132, Kind::kDense, 2112, 7168, 30)->block_n == 64);
+  CHECK(loaded.find(h200, 132, Kind::kDense, 2112, 7168, 3000)->block_n == 128);
+  const TunedEntry* e = loaded.find_tuned("NVIDIA H200", 132, Kind::kDense, 2112, 7168, 64);
+  REQUIRE(e != nullptr);
+  CHECK(e->us == 10);
+  CHECK(e->heuristic_us == 12);
+  CHECK(e->m_min == 1);
+  CHECK(e->m_max == 64);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a missing or malformed tuning database is empty, never an error", "[unit][tuning]") {
+  const auto path = std::filesystem::temp_directory_path() / "kiln-test-tuning-bad.json";
+  std::filesystem::remove(path);
+  CHECK(TuningDb::load(path).empty());
+  for (const char* text : {"not json", "{\"version\": 99, \"entries\": []}",
+                           "{\"version\": 1, \"entries\": [{\"n\": 1}]}"}) {
+    std::ofstream(path) << text;
+    CHECK(TuningDb::load(path).empty());
+  }
+  std::filesystem::remove(path);
+}

@@ -1,0 +1,165 @@
+// kiln tune: on a GPU, time every candidate configuration of each shape and persist the
+// fastest in the tuning database, which the runtime consults before the heuristic.
+// Resumable: shapes already in the database for this device are skipped (unless --force),
+// and the database is saved after every shape.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "bench/harness.hpp"
+#include "cli.hpp"
+#include "gemm/config.hpp"
+#include "gemm/launch.hpp"
+#include "gemm/tuning_db.hpp"
+#include "kiln/error.hpp"
+#include "progress.hpp"
+#include "runtime_impl.hpp"
+#include "shapes.hpp"
+
+namespace kiln::cli {
+namespace {
+
+struct TuneOptions {
+  std::string model, shapes_file, db;
+  double budget_s = 0;  // 0: no limit
+  int top = 0;          // 0: time every candidate
+  int iters = 20;
+  bool force = false, json = false;
+};
+
+// A rough time model, only to order candidates for --top: waves of tiles, each costing its
+// MMA work plus its operand traffic.
+double estimate(const gemm::Config& c, int m, int n, int k, int sms) {
+  const double tiles = std::ceil(double(m) / c.block_m) * std::ceil(double(n) / c.block_n);
+  const double waves = std::ceil(tiles / sms);
+  return waves * k * (double(c.block_m) * c.block_n / 4096.0 + (c.block_m + c.block_n) / 32.0);
+}
+
+int run_tune(const TuneOptions& o) {
+  std::vector<ShapeSpec> shapes = o.shapes_file.empty() ? model_shapes(o.model)
+                                                        : load_shapes_file(o.shapes_file);
+  driver::PrimaryContext context;
+  const auto& cu = driver::get();
+  CUstream stream = nullptr;
+  KILN_CU(cu.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  bench::Timer timer(stream);
+  Runtime& runtime = Runtime::instance();
+  Runtime::Impl& rt = runtime.impl();
+  const DeviceInfo& device = rt.current_device();
+  const std::filesystem::path db_path =
+      o.db.empty() ? rt.tuning_db_path() : std::filesystem::path(o.db);
+  gemm::TuningDb db = gemm::TuningDb::load(db_path);
+
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::mt19937_64 rng(4242);
+  nlohmann::json results = nlohmann::json::array();
+  int tuned = 0, skipped = 0, left = 0;
+  Progress progress("tune", shapes.size());
+  if (!o.json)
+    fmt::print("{} ({} SMs), database {}\n{:>5} {:>6} {:>6} | {:>14} {:>9} | {:>14} {:>9} | "
+               "{:>7} {:>5}\n",
+               device.name, device.num_sms, db_path.string(), "M", "N", "K", "heuristic", "us",
+               "tuned", "us", "speedup", "timed");
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const ShapeSpec& s = shapes[i];
+    progress.update(i, fmt::format("{}x{}x{}", s.m, s.n, s.k));
+    if (!o.force && db.find_tuned(device.name, device.num_sms, gemm::Kind::kDense, s.n, s.k, s.m)) {
+      ++skipped;
+      continue;
+    }
+    if (o.budget_s > 0 && elapsed() > o.budget_s) {
+      left = static_cast<int>(shapes.size() - i);
+      break;
+    }
+    const gemm::Config heuristic = gemm::heuristic_config(s.m, s.n, s.k, device.num_sms);
+    std::vector<gemm::Config> candidates = gemm::candidate_configs(s.n, s.k);
+    std::sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
+      return estimate(a, s.m, s.n, s.k, device.num_sms) <
+             estimate(b, s.m, s.n, s.k, device.num_sms);
+    });
+    if (o.top > 0 && static_cast<int>(candidates.size()) > o.top) candidates.resize(o.top);
+    if (std::find(candidates.begin(), candidates.end(), heuristic) == candidates.end())
+      candidates.push_back(heuristic);
+
+    bench::Fp8Buffers buf(s.m, s.n, s.k, rng);
+    const GemmFp8Args args = buf.args();
+    double heuristic_us = NAN, best_us = INFINITY;
+    gemm::Config best = heuristic;
+    int timed = 0;
+    for (const gemm::Config& c : candidates) {
+      gemm::KernelSpec spec;
+      spec.n = s.n, spec.k = s.k, spec.config = c;
+      try {
+        const CompiledKernel compiled = rt.compile(spec);  // prunes spilling kernels (throws)
+        if (compiled.entry.manifest.dynamic_smem_bytes > gemm::kSharedMemoryLimit) continue;
+      } catch (const Error&) {
+        continue;
+      }
+      const double us = timer.median_us(o.iters, [&] { gemm::launch_fp8(runtime, args, &c, stream); });
+      ++timed;
+      if (c == heuristic) heuristic_us = us;
+      if (us < best_us) best_us = us, best = c;
+    }
+    gemm::TunedEntry entry;
+    entry.device = device.name, entry.sms = device.num_sms, entry.n = s.n, entry.k = s.k;
+    entry.m_tuned = s.m, entry.config = best, entry.us = best_us;
+    entry.heuristic_us = heuristic_us;
+    db.upsert(entry);
+    std::string error;
+    if (!db.save(db_path, &error))
+      throw Error(ErrorCode::kInternal, "cannot save the tuning database: " + error);
+    ++tuned;
+    auto name = [](const gemm::Config& c) {
+      return fmt::format("{}x{}x{}", c.block_m, c.block_n, c.stages);
+    };
+    results.push_back({{"m", s.m}, {"n", s.n}, {"k", s.k}, {"heuristic", name(heuristic)},
+                       {"heuristic_us", heuristic_us}, {"tuned", name(best)},
+                       {"tuned_us", best_us}, {"candidates_timed", timed}});
+    if (!o.json)
+      fmt::print("{:>5} {:>6} {:>6} | {:>14} {:>9.1f} | {:>14} {:>9.1f} | {:>7.3f} {:>5}\n", s.m,
+                 s.n, s.k, name(heuristic), heuristic_us, name(best), best_us,
+                 heuristic_us / best_us, timed);
+  }
+  cu.cuStreamDestroy(stream);
+  if (o.json)
+    fmt::print("{}\n", nlohmann::json{{"device", device.name}, {"database", db_path.string()},
+                                      {"tuned", tuned}, {"skipped_already_tuned", skipped},
+                                      {"left_by_budget", left}, {"results", results}}
+                           .dump(2));
+  else
+    fmt::print("tuned {}, already in the database {}, left for lack of budget {} ({:.0f} s)\n",
+               tuned, skipped, left, elapsed());
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_tune(CLI::App& app, std::function<int()>* run) {
+  auto* cmd = app.add_subcommand("tune", "Time every candidate config per shape; save the best");
+  auto o = std::make_shared<TuneOptions>();
+  auto* model = cmd->add_option("--model", o->model, "Built-in shape set")
+                    ->check(CLI::IsMember(known_models()));
+  auto* file = cmd->add_option("--shapes", o->shapes_file, "Shape file");
+  model->excludes(file);
+  cmd->add_option("--db", o->db, "Tuning database (default: KILN_TUNING_DB or <cache>/tuning.json)");
+  cmd->add_option("--budget", o->budget_s, "Stop starting new shapes after this many seconds")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top", o->top, "Time only the K most promising candidates (+ the heuristic's)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--iters", o->iters, "Timed runs per candidate")->check(CLI::Range(1, 10000));
+  cmd->add_flag("--force", o->force, "Re-tune shapes already in the database");
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->callback([run, o, model, file] {
+    if (!*model && !*file) throw CLI::RequiredError("--model or --shapes");
+    *run = [o] { return run_tune(*o); };
+  });
+}
+
+}  // namespace kiln::cli
