@@ -1,5 +1,7 @@
 #include "cache/store.hpp"
 
+#include "cache/logger.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -24,10 +26,7 @@ namespace {
 constexpr const char* kCubinFile = "kernel.cubin";
 constexpr const char* kManifestFile = "manifest.json";
 
-std::shared_ptr<spdlog::logger> logger() {
-  auto kiln = spdlog::get("kiln");
-  return kiln ? kiln : spdlog::default_logger();
-}
+spdlog::logger* logger() { return &kiln::log(); }
 
 bool fail(std::string* why, std::string text) {
   *why = std::move(text);

@@ -46,6 +46,7 @@ cache::Key Runtime::Impl::kernel_key(const gemm::KernelSpec& spec, const std::st
       .add(KILN_VERSION_STRING)
       .add(jit::kernel_headers().digest)
       .add(source)
+      .add(gemm::name_expression(spec))
       .add(jit::nvrtc_version());
   for (const auto& option : jit::compile_options()) key.add(option);
   key.add(gemm::arch_name(spec.arch));
@@ -144,8 +145,33 @@ LoadedKernel& Runtime::Impl::kernel(const gemm::KernelSpec& spec, CUstream strea
 void Runtime::Impl::configure(LoadedKernel& kernel, CUdevice device) {
   const uint64_t bit = uint64_t{1} << (device & 63);
   if (kernel.configured_devices.load(std::memory_order_acquire) & bit) return;
-  KILN_CU(driver::get().cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                             kernel.smem_bytes, kernel.kernel, device));
+  const auto& cu = driver::get();
+  KILN_CU(cu.cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                  kernel.smem_bytes, kernel.kernel, device));
+  const int cluster = kernel.spec.config.cluster_size();
+  if (cluster > 1)
+    KILN_CU(cu.cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1,
+                                    kernel.kernel, device));
+  CUlaunchAttribute attribute{};
+  attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+  attribute.value.clusterDim.x = static_cast<unsigned>(cluster);
+  attribute.value.clusterDim.y = attribute.value.clusterDim.z = 1;
+  CUlaunchConfig config{};
+  config.gridDimX = static_cast<unsigned>(cluster);
+  config.gridDimY = config.gridDimZ = 1;
+  config.blockDimX = static_cast<unsigned>(kernel.threads);
+  config.blockDimY = config.blockDimZ = 1;
+  config.sharedMemBytes = static_cast<unsigned>(kernel.smem_bytes);
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  int clusters = 0;
+  KILN_CU(cu.cuOccupancyMaxActiveClusters(&clusters, reinterpret_cast<CUfunction>(kernel.kernel),
+                                          &config));
+  if (clusters <= 0)
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("{} cannot run on device {}: no cluster of {} CTAs fits",
+                            gemm::describe(kernel.spec), device, cluster));
+  kernel.max_clusters[device & 63] = clusters;
   kernel.configured_devices.fetch_or(bit, std::memory_order_acq_rel);
 }
 

@@ -30,7 +30,8 @@ struct LoadedKernel {
   CUkernel kernel = nullptr;
   int threads = 0;
   int smem_bytes = 0;
-  std::atomic<uint64_t> configured_devices{0};  // bit d: dynamic smem limit set on device d
+  std::atomic<uint64_t> configured_devices{0};  // bit d: device d is configured
+  int max_clusters[64] = {};  // per device: clusters of this kernel that fit at once
 };
 
 // The context's device and its SM count, cached per thread for the hot path.
@@ -67,7 +68,8 @@ class Runtime::Impl {
   // The loaded kernel for spec; compiles/loads on a miss unless `stream` is capturing.
   // Thread-safe; a hit takes a shared lock and touches no files.
   LoadedKernel& kernel(const gemm::KernelSpec& spec, CUstream stream);
-  // Sets the kernel's dynamic shared memory limit on this device once.
+  // Once per device: sets the kernel's dynamic shared memory limit and measures how many of
+  // its clusters fit on the device at once (the persistent grid size).
   void configure(LoadedKernel& kernel, CUdevice device);
 
   // The current context's device. Throws if there is no current context.

@@ -17,7 +17,7 @@ enum class ErrorCode {
   kInternal,
 };
 
-const char* to_string(ErrorCode code);
+KILN_API const char* to_string(ErrorCode code);
 
 class KILN_API Error : public std::runtime_error {
  public:

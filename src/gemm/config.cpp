@@ -22,7 +22,8 @@ size_t KernelSpecHash::operator()(const KernelSpec& s) const noexcept {
   h = h * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(s.k);
   h = h * 0x9E3779B97F4A7C15ull ^
       (static_cast<uint64_t>(s.config.block_m) | static_cast<uint64_t>(s.config.block_n) << 16 |
-       static_cast<uint64_t>(s.config.stages) << 32 | static_cast<uint64_t>(s.config.group_m) << 40);
+       static_cast<uint64_t>(s.config.stages) << 32 | static_cast<uint64_t>(s.config.group_m) << 40 |
+       static_cast<uint64_t>(s.config.multicast_n) << 52 | static_cast<uint64_t>(s.config.split_k) << 56);
   return static_cast<size_t>(h ^ (h >> 29));
 }
 
@@ -30,35 +31,53 @@ int threads_per_block(const Config& c) { return (c.block_m / 64 + 1) * 128; }
 
 int shared_memory_bytes(const Config& c) {
   const int stage = (c.block_m + c.block_n) * 128;
-  const int d = c.block_m * c.block_n * 2;
+  const int d = c.split_k > 1 ? c.block_m * (c.block_n + 4) * 4 : c.block_m * c.block_n * 2;
   return 1024 + c.stages * stage + d + 2 * c.stages * 8;
 }
 
-int max_stages(int block_m, int block_n) {
+int max_stages(int block_m, int block_n, int split_k) {
   int stages = 1;
-  while (stages < 8 && shared_memory_bytes({block_m, block_n, stages + 1, 8}) <= kSharedMemoryLimit)
+  while (stages < 8 &&
+         shared_memory_bytes({block_m, block_n, stages + 1, 8, 1, split_k}) <= kSharedMemoryLimit)
     ++stages;
   return stages;
 }
 
-std::vector<Config> candidate_configs(int /*n*/, int /*k*/) {
+int num_tiles(const Config& c, int m, int n) {
+  return (m + c.block_m - 1) / c.block_m * ((n + c.block_n - 1) / c.block_n);
+}
+
+std::vector<Config> candidate_configs(int /*n*/, int k) {
+  const int k_blocks = (k + 127) / 128;
   std::vector<Config> configs;
   for (int block_m : {64, 128})
     for (int block_n : {64, 128}) {
-      const int deepest = max_stages(block_m, block_n);
-      for (int stages = deepest; stages >= std::min(deepest, 3); --stages)
-        configs.push_back({block_m, block_n, stages, 8});
+      for (int split : {1, 2, 4, 8}) {
+        if (split > k_blocks) continue;
+        configs.push_back({block_m, block_n, max_stages(block_m, block_n, split), 8, 1, split});
+      }
+      configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 2, 1});
     }
   return configs;
 }
 
-Config heuristic_config(int m, int n, int /*k*/, int num_sms) {
+Config heuristic_config(int m, int n, int k, int num_sms) {
   Config c;
   c.block_m = m <= 64 ? 64 : 128;
   const int m_blocks = (m + c.block_m - 1) / c.block_m;
   // Narrow tiles when wide ones would leave most SMs idle.
   c.block_n = m_blocks * ((n + 127) / 128) * 2 <= num_sms ? 64 : 128;
-  c.stages = max_stages(c.block_m, c.block_n);
+  const int tiles = num_tiles(c, m, n);
+  const int k_blocks = (k + 127) / 128;
+  // Fewer tiles than SMs: split K across a cluster until the machine is (nearly) full, as
+  // long as every split keeps a few K blocks to pipeline.
+  while (c.split_k < 8 && tiles * c.split_k * 2 <= num_sms + num_sms / 8 &&
+         k_blocks / (c.split_k * 2) >= 4)
+    c.split_k *= 2;
+  // Many tiles: pair CTAs on adjacent N blocks to share A (half the A traffic from L2).
+  if (c.split_k == 1 && tiles >= 2 * num_sms && (n + c.block_n - 1) / c.block_n >= 2)
+    c.multicast_n = 2;
+  c.stages = max_stages(c.block_m, c.block_n, c.split_k);
   c.group_m = 8;
   return c;
 }
@@ -76,22 +95,26 @@ std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms) {
 std::string arch_name(int arch) { return fmt::format("sm_{}a", arch); }
 
 std::string describe(const KernelSpec& s) {
-  return fmt::format("sm{}_fp8_gemm_{} n={} k={} block={}x{} stages={}", s.arch,
+  return fmt::format("sm{}_fp8_gemm_{} n={} k={} block={}x{} stages={}{}{}", s.arch,
                      to_string(s.kind), s.n, s.k, s.config.block_m, s.config.block_n,
-                     s.config.stages);
+                     s.config.stages,
+                     s.config.multicast_n > 1 ? fmt::format(" multicast={}", s.config.multicast_n) : "",
+                     s.config.split_k > 1 ? fmt::format(" split_k={}", s.config.split_k) : "");
 }
 
 std::string config_json(const KernelSpec& s) {
   nlohmann::json j = {{"kind", to_string(s.kind)}, {"arch", arch_name(s.arch)},
                       {"n", s.n}, {"k", s.k}, {"block_m", s.config.block_m},
                       {"block_n", s.config.block_n}, {"stages", s.config.stages},
-                      {"group_m", s.config.group_m}};
+                      {"group_m", s.config.group_m}, {"multicast_n", s.config.multicast_n},
+                      {"split_k", s.config.split_k}};
   return j.dump();
 }
 
 std::string name_expression(const KernelSpec& s) {
-  return fmt::format("kiln::sm90_fp8_gemm<{}, {}, {}, {}, {}, {}>", s.n, s.k, s.config.block_m,
-                     s.config.block_n, s.config.stages, s.config.group_m);
+  return fmt::format("kiln::sm90_fp8_gemm<{}, {}, {}, {}, {}, {}, {}, {}>", s.n, s.k,
+                     s.config.block_m, s.config.block_n, s.config.stages, s.config.group_m,
+                     s.config.multicast_n, s.config.split_k);
 }
 
 std::string kernel_source(const KernelSpec& s) {

@@ -17,9 +17,12 @@ struct Config {
   int block_n = 128;  // 64 or 128
   int stages = 4;     // depth of the shared-memory ring
   int group_m = 8;    // rasterization: block-rows per tile group
+  int multicast_n = 1;  // 2: CTA pairs on adjacent N blocks share A by TMA multicast
+  int split_k = 1;      // > 1: a cluster of split_k CTAs splits K; DSMEM reduction
+  int cluster_size() const { return multicast_n * split_k; }
   friend bool operator==(const Config& a, const Config& b) {
     return a.block_m == b.block_m && a.block_n == b.block_n && a.stages == b.stages &&
-           a.group_m == b.group_m;
+           a.group_m == b.group_m && a.multicast_n == b.multicast_n && a.split_k == b.split_k;
   }
 };
 
@@ -44,7 +47,9 @@ inline constexpr int kSharedMemoryLimit = 232448;  // sm_90 opt-in maximum per b
 
 int threads_per_block(const Config& config);
 int shared_memory_bytes(const Config& config);  // mirrors Fp8GemmSmem in the kernel
-int max_stages(int block_m, int block_n);
+int max_stages(int block_m, int block_n, int split_k = 1);
+// Tiles (work units of one CTA) of an M x N problem.
+int num_tiles(const Config& config, int m, int n);
 
 // Every configuration the kernel supports for (n, k), deepest pipeline first.
 std::vector<Config> candidate_configs(int n, int k);

@@ -21,8 +21,10 @@ void launch_dense(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::ResolvedF
   const GemmFp8Args& a = r.args;
   const gemm::Config& c = kernel.spec.config;
   rt.configure(kernel, device.device);
+  // With multicast each CTA of a pair loads half of the A tile.
   CUtensorMap tmap_a = gemm::make_tma_2d(a.a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.k, a.m, a.lda,
-                                         128, c.block_m, CU_TENSOR_MAP_SWIZZLE_128B);
+                                         128, c.block_m / c.multicast_n,
+                                         CU_TENSOR_MAP_SWIZZLE_128B);
   CUtensorMap tmap_b = gemm::make_tma_2d(a.b, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.k, a.n, a.ldb,
                                          128, c.block_n, CU_TENSOR_MAP_SWIZZLE_128B);
   CUtensorMap tmap_d = gemm::make_tma_2d(a.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, a.n, a.m,
@@ -30,13 +32,27 @@ void launch_dense(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::ResolvedF
   const float* sa = a.sa;
   const float* sb = a.sb;
   int m = a.m;
+  void* d = a.d;
   int64_t sa_stride_m = r.sa_stride_m, sa_stride_k = r.sa_stride_k, sb_stride = a.ld_sb;
-  void* params[] = {&tmap_a, &tmap_b,      &tmap_d,      &sa,      &sb,
-                    &m,      &sa_stride_m, &sa_stride_k, &sb_stride};
+  int64_t ldd = a.ldd;
+  void* params[] = {&tmap_a, &tmap_b, &tmap_d, &sa, &sb, &d, &m, &sa_stride_m, &sa_stride_k,
+                    &sb_stride, &ldd};
 
-  const int tiles = (a.m + c.block_m - 1) / c.block_m * ((a.n + c.block_n - 1) / c.block_n);
+  // Work units: one tile per CTA pair with multicast; with split-K one tile per cluster,
+  // which is not persistent (the grid is every tile's cluster).
+  const int m_blocks = (a.m + c.block_m - 1) / c.block_m;
+  const int n_groups = ((a.n + c.block_n - 1) / c.block_n + c.multicast_n - 1) / c.multicast_n;
+  const int units = m_blocks * n_groups;
+  const int clusters =
+      c.split_k > 1 ? units : std::min(units, kernel.max_clusters[device.device & 63]);
+  CUlaunchAttribute attribute{};
+  attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+  attribute.value.clusterDim.x = static_cast<unsigned>(c.cluster_size());
+  attribute.value.clusterDim.y = attribute.value.clusterDim.z = 1;
   CUlaunchConfig config{};
-  config.gridDimX = static_cast<unsigned>(std::min(tiles, device.num_sms));
+  config.attrs = &attribute;
+  config.numAttrs = c.cluster_size() > 1 ? 1 : 0;
+  config.gridDimX = static_cast<unsigned>(clusters * c.cluster_size());
   config.gridDimY = config.gridDimZ = 1;
   config.blockDimX = static_cast<unsigned>(kernel.threads);
   config.blockDimY = config.blockDimZ = 1;

@@ -2,6 +2,7 @@
 // is what the design needs: FP8 wgmma (QGMMA), TMA loads and stores, no local memory.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -62,7 +63,17 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
         spec.config = kiln::gemm::heuristic_config(m, nk[0], nk[1], sms);
         if (seen.insert(kiln::gemm::name_expression(spec)).second) specs.push_back(spec);
       }
+  // kiln tune may pick any candidate: all of them, for a shape with every split available.
+  for (const auto& config : kiln::gemm::candidate_configs(2112, 7168)) {
+    kiln::gemm::KernelSpec spec;
+    spec.n = 2112, spec.k = 7168, spec.config = config;
+    if (seen.insert(kiln::gemm::name_expression(spec)).second) specs.push_back(spec);
+  }
   REQUIRE(specs.size() >= 8);
+  // The heuristic reaches both cluster modes on these shapes.
+  CHECK(std::any_of(specs.begin(), specs.end(), [](const auto& s) { return s.config.split_k > 1; }));
+  CHECK(std::any_of(specs.begin(), specs.end(),
+                    [](const auto& s) { return s.config.multicast_n > 1; }));
 
   const fs::path dir = fs::temp_directory_path() / ("kiln-sass-" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -79,7 +90,9 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     const std::string sass = run(cuobjdump() + " -sass " + cubin.string() + " 2>&1");
     CHECK(count(sass, "QGMMA.64x" + std::to_string(spec.config.block_n) + "x32.F32.E4M3.E4M3") == 4);
     CHECK(count(sass, "UTMALDG.2D") >= 2);
-    CHECK(count(sass, "UTMASTG.2D") >= 1);
+    CHECK(count(sass, "MEMBAR.ALL.GPU") <= 3);  // only the (at most 3) cluster barriers
+    if (spec.config.split_k == 1) CHECK(count(sass, "UTMASTG.2D") >= 1);
+    if (spec.config.multicast_n == 2) CHECK(count(sass, "UTMALDG.2D.MULTICAST") >= 1);
     CHECK(count(sass, "LDL") == 0);
     CHECK(count(sass, "STL") == 0);
     if (spec.config.block_m == 128) {  // two math warpgroups: registers are rebalanced

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "gemm/launch.hpp"
 #include "gpu_support.hpp"
 #include "kiln/error.hpp"
 #include "kiln/runtime.hpp"
@@ -75,6 +76,26 @@ TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu
   SECTION("M = 0 launches nothing") {
     auto p = Fp8Problem::make(0, 256, 256);
     REQUIRE_NOTHROW(kiln::gemm_fp8(p->args(), nullptr));
+  }
+}
+
+TEST_CASE("every candidate configuration is correct", "[gpu][configs]") {
+  KILN_REQUIRE_GPU();
+  // What kiln tune may pick must be as right as what the heuristic picks.
+  const int shapes[][3] = {{300, 1032, 1040}, {64, 2112, 7168}, {1, 256, 2048}};
+  for (const auto& s : shapes) {
+    auto p = Fp8Problem::make(s[0], s[1], s[2]);
+    const auto ref = kiln::test::reference(*p);
+    for (const auto& config : kiln::gemm::candidate_configs(s[1], s[2])) {
+      p->poison_d();
+      kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &config, nullptr);
+      const auto c = kiln::test::compare(*p, p->download_d(), ref);
+      INFO("m=" << s[0] << " n=" << s[1] << " k=" << s[2] << " block=" << config.block_m << "x"
+                << config.block_n << " multicast=" << config.multicast_n
+                << " split_k=" << config.split_k << " rel_l2=" << c.rel_l2);
+      CHECK(c.unwritten == 0);
+      CHECK(c.rel_l2 < kTolerance);
+    }
   }
 }
 

@@ -342,9 +342,7 @@ TEST_CASE("a damaged cache entry is quarantined and rebuilt", "[unit][cli]") {
   const Result again = cli.run(kCompile64);
   INFO(again.out << again.err);
   REQUIRE(again.exit_code == 0);
-  // The quarantine warning lands on stdout before the JSON (a bug, see the !shouldfail case
-  // below), so parse from the document's first line.
-  const json rebuilt = json_document(again.out);
+  const json rebuilt = json::parse(again.out);  // the quarantine warning went to stderr
   CHECK(rebuilt.at("outcome") == "compiled");
   CHECK(rebuilt.at("key") == first.at("key"));
   CHECK(rebuilt.at("cubin") == first.at("cubin"));
@@ -361,11 +359,7 @@ TEST_CASE("a damaged cache entry is quarantined and rebuilt", "[unit][cli]") {
   CHECK(count_entries(cli.cache() / "quarantine") == 1);
 }
 
-// Known bug: the cache store logs through spdlog's default logger (stdout) when the "kiln"
-// logger is not registered yet, as in a fresh process whose first cache access finds a bad
-// entry; the warning then corrupts `kiln compile --json`. Marked !shouldfail until fixed.
-TEST_CASE("cache warnings go to stderr, never into --json output",
-          "[unit][cli][!shouldfail]") {
+TEST_CASE("cache warnings go to stderr, never into --json output", "[unit][cli]") {
   Cli cli;
   const json first = cli.run_json(kCompile64);
   fs::resize_file(first.at("cubin").get<std::string>(), 16);
@@ -417,10 +411,7 @@ TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
   CHECK(count_cache_entries(cli.cache()) == 0);  // none of the above compiled anything
 }
 
-// Known bug: parse_arch throws CLI::ValidationError from the command body, after parsing,
-// where main() maps it to exit code 1 (failure) rather than 2 (usage). Marked !shouldfail
-// until fixed; then drop the tag.
-TEST_CASE("kiln compile --arch sm_80 is a usage error", "[unit][cli][!shouldfail]") {
+TEST_CASE("kiln compile --arch sm_80 is a usage error", "[unit][cli]") {
   Cli cli;
   const Result r = cli.run({"compile", "--arch", "sm_80", "--m", "64", "--n", "2112", "--k",
                             "7168"});

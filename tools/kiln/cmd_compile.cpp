@@ -13,7 +13,8 @@ namespace kiln::cli {
 
 int parse_arch(const std::string& arch) {
   if (arch == "sm_90a" || arch == "sm90a" || arch == "90a") return 90;
-  throw CLI::ValidationError("--arch", "'" + arch + "' is not supported; kiln targets sm_90a");
+  throw Error(ErrorCode::kInvalidArgument,
+              "--arch " + arch + " is not supported; kiln targets sm_90a (H100/H200)");
 }
 
 namespace {

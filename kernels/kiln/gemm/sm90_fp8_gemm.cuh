@@ -10,14 +10,21 @@
 //   producer warpgroup (last): one thread issues the TMA loads of A and B into the ring.
 // Shared memory, 1024-byte aligned:
 //   kStages x { A: kBlockM x 128 B | B: kBlockN x 128 B }   128-byte swizzle (TMA + wgmma)
-//   D: kBlockN/64 slabs of kBlockM x 128 B                  BF16 tile for the TMA store
+//   D: BF16 tile for the TMA store (kBlockN/64 slabs of kBlockM x 128 B), or with split-K
+//      the FP32 partial tile (kBlockM x (kBlockN + 4) floats)
 //   full[kStages], empty[kStages]                            mbarriers
-// Pipeline: full[s] completes when the stage's TMA bytes land; empty[s] when all math warps
-// have read it. Tiles are persistent (TileScheduler), so the producer runs ahead into the
-// next tile while the math warpgroups run the epilogue of this one.
+// Pipeline: full[s] completes when the stage's TMA bytes land; empty[s] when every math warp
+// that reads it (in this CTA and, with multicast, in the partner CTA) has released it.
+// Clusters (one of, or neither):
+//   kMulticastN = 2: two CTAs take adjacent N blocks of the same M block; each loads half of
+//     the A tile and multicasts it to both (half the L2 traffic for A). Persistent.
+//   kSplitK > 1: kSplitK CTAs take the same tile, each a K range; partials are summed
+//     through distributed shared memory (epilogue/split_k_reduce.cuh). One tile per cluster.
 #pragma once
 #include "kiln/common.cuh"
 #include "kiln/epilogue/bf16_tma_store.cuh"
+#include "kiln/epilogue/split_k_reduce.cuh"
+#include "kiln/ptx/cluster.cuh"
 #include "kiln/ptx/mbarrier.cuh"
 #include "kiln/ptx/sync.cuh"
 #include "kiln/ptx/tma.cuh"
@@ -26,29 +33,37 @@
 
 namespace kiln {
 
-template <int kBlockM, int kBlockN, int kStages>
+template <int kBlockM, int kBlockN, int kStages, int kSplitK>
 struct Fp8GemmSmem {
   static constexpr int kA = kBlockM * 128;
   static constexpr int kB = kBlockN * 128;
   static constexpr int kStage = kA + kB;
-  static constexpr int kD = kBlockM * kBlockN * 2;
+  static constexpr int kD = kSplitK > 1 ? kBlockM * SplitKBuffer<kBlockN>::kStride * 4
+                                        : kBlockM * kBlockN * 2;
   static constexpr int kBarriers = 2 * kStages * 8;
   // + 1024 so the base can be aligned for the 128-byte swizzle
   static constexpr int kTotal = 1024 + kStages * kStage + kD + kBarriers;
 };
 
-template <int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM>
+template <int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM, int kMulticastN,
+          int kSplitK>
 __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     sm90_fp8_gemm(const __grid_constant__ TensorMap tmap_a, const __grid_constant__ TensorMap tmap_b,
                   const __grid_constant__ TensorMap tmap_d, const float* __restrict__ sa,
-                  const float* __restrict__ sb, int m, i64 sa_stride_m, i64 sa_stride_k,
-                  i64 sb_stride) {
+                  const float* __restrict__ sb, u16* __restrict__ d, int m, i64 sa_stride_m,
+                  i64 sa_stride_k, i64 sb_stride, i64 ldd) {
   constexpr int kMathWarpgroups = kBlockM / 64;
+  constexpr int kThreads = (kMathWarpgroups + 1) * 128;
   constexpr int kKBlocks = ceil_div(kK, 128);
   constexpr int kNBlocks = ceil_div(kN, kBlockN);
-  using Smem = Fp8GemmSmem<kBlockM, kBlockN, kStages>;
+  constexpr int kClusterSize = kMulticastN * kSplitK;
+  constexpr int kKBlocksPerSplit = ceil_div(kKBlocks, kSplitK);
+  using Smem = Fp8GemmSmem<kBlockM, kBlockN, kStages, kSplitK>;
   static_assert(kBlockM % 64 == 0 && kMathWarpgroups <= 2, "kBlockM is 64 or 128");
   static_assert(128 % kBlockN == 0, "a tile lies in one 128-column scale block of B");
+  static_assert(kMulticastN == 1 || kSplitK == 1, "multicast and split-K are not combined");
+  static_assert(kMulticastN == 1 || kMulticastN == 2, "multicast pairs only");
+  static_assert(kSplitK <= kKBlocks, "every split needs at least one K block");
   static_assert(Smem::kTotal <= 232448, "shared memory exceeds the sm_90 limit");
 
   extern __shared__ u8 smem_raw[];
@@ -60,104 +75,151 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   u64* empty = full + kStages;
 
   const int warpgroup = threadIdx.x / 128;
+  const u32 rank = kClusterSize > 1 ? ptx::cluster_ctarank() : 0;
   if (threadIdx.x == 0) {
     ptx::tma_prefetch_descriptor(&tmap_a);
     ptx::tma_prefetch_descriptor(&tmap_b);
-    ptx::tma_prefetch_descriptor(&tmap_d);
+    if constexpr (kSplitK == 1) ptx::tma_prefetch_descriptor(&tmap_d);
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(&full[s], 1);
-      ptx::mbarrier_init(&empty[s], kMathWarpgroups * 4);  // one arrival per math warp
+      // one arrival per math warp of each CTA reading the stage
+      ptx::mbarrier_init(&empty[s], kMathWarpgroups * 4 * kMulticastN);
     }
     ptx::fence_barrier_init();
   }
-  __syncthreads();
+  if constexpr (kClusterSize > 1) ptx::cluster_sync();  // partners see initialized barriers
+  else __syncthreads();
 
-  TileScheduler<kBlockM, kNBlocks, kGroupM> scheduler(m);
+  TileScheduler<kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN> scheduler(m);
   int m_block = 0, n_block = 0;
+  // Split-K: every thread learns the cluster's one tile up front (all of them reduce it).
+  bool split_tile = kSplitK > 1 && scheduler.next(m_block, n_block);
+  const bool has_split_tile = split_tile;
+  auto next_tile = [&]() -> bool {
+    if constexpr (kSplitK > 1) {
+      const bool pending = split_tile;
+      split_tile = false;
+      return pending;
+    } else {
+      return scheduler.next(m_block, n_block);
+    }
+  };
+  // With split-K each CTA of the cluster takes one K range of the same tile.
+  const int kb_begin = kSplitK > 1 ? int(rank) * kKBlocksPerSplit : 0;
+  const int kb_end = kSplitK > 1 ? min(kKBlocks, kb_begin + kKBlocksPerSplit) : kKBlocks;
 
   if (warpgroup == kMathWarpgroups) {
     // ---- producer ----
-    if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<40>();
+    if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
     if (threadIdx.x % 128 == 0) {
       int stage = 0;
       u32 phase = 0;
-      while (scheduler.next(m_block, n_block)) {
-        for (int kb = 0; kb < kKBlocks; ++kb) {
+      while (next_tile()) {
+        for (int kb = kb_begin; kb < kb_end; ++kb) {
           ptx::mbarrier_wait(&empty[stage], phase ^ 1);
           ptx::mbarrier_arrive_expect_tx(&full[stage], Smem::kStage);
-          ptx::tma_load_2d(smem_a(stage), &tmap_a, &full[stage], kb * 128, m_block * kBlockM);
+          if constexpr (kMulticastN == 2) {
+            constexpr int kHalf = kBlockM / 2;
+            ptx::tma_load_2d_multicast(smem_a(stage) + rank * kHalf * 128, &tmap_a, &full[stage],
+                                       kb * 128, m_block * kBlockM + rank * kHalf, 0b11);
+          } else {
+            ptx::tma_load_2d(smem_a(stage), &tmap_a, &full[stage], kb * 128, m_block * kBlockM);
+          }
           ptx::tma_load_2d(smem_b(stage), &tmap_b, &full[stage], kb * 128, n_block * kBlockN);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }
     }
-    return;
-  }
+  } else {
+    // ---- math ----
+    if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<224>();
+    const int tid = threadIdx.x % 128;
+    const int warp = tid / 32, lane = tid % 32;
+    const int row_in_tile = warpgroup * 64 + warp * 16 + lane / 4;  // and row_in_tile + 8
 
-  // ---- math ----
-  if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_inc<232>();
-  const int tid = threadIdx.x % 128;
-  const int warp = tid / 32, lane = tid % 32;
-  const int row_in_tile = warpgroup * 64 + warp * 16 + lane / 4;  // and row_in_tile + 8
+    float acc[kBlockN / 2];
+    float total[kBlockN / 2];
+    int stage = 0;
+    u32 phase = 0;
 
-  float acc[kBlockN / 2];
-  float total[kBlockN / 2];
-  int stage = 0;
-  u32 phase = 0;
-
-  while (scheduler.next(m_block, n_block)) {
-    const int r0 = m_block * kBlockM + row_in_tile;
-    const int r1 = r0 + 8;
-    const float* sa_r0 = sa + r0 * sa_stride_m;
-    const float* sa_r1 = sa + r1 * sa_stride_m;
-    const float* sb_n = sb + (n_block * kBlockN / 128) * sb_stride;
-    // Scales of K block kb + 1 are loaded while block kb multiplies.
-    float s0 = r0 < m ? __ldg(sa_r0) : 0.f;
-    float s1 = r1 < m ? __ldg(sa_r1) : 0.f;
-    float sbk = __ldg(sb_n);
+    while (next_tile()) {
+      const int r0 = m_block * kBlockM + row_in_tile;
+      const int r1 = r0 + 8;
+      const float* sa_r0 = sa + r0 * sa_stride_m;
+      const float* sa_r1 = sa + r1 * sa_stride_m;
+      // n_block can be one past the end in a multicast pair: clamp the scale row it reads.
+      const float* sb_n = sb + min(n_block * kBlockN, kN - 1) / 128 * sb_stride;
+      // Scales of K block kb + 1 are loaded while block kb multiplies.
+      float s0 = r0 < m ? __ldg(sa_r0 + kb_begin * sa_stride_k) : 0.f;
+      float s1 = r1 < m ? __ldg(sa_r1 + kb_begin * sa_stride_k) : 0.f;
+      float sbk = __ldg(sb_n + kb_begin);
 
 #pragma unroll
-    for (int i = 0; i < kBlockN / 2; ++i) total[i] = 0.f;
+      for (int i = 0; i < kBlockN / 2; ++i) total[i] = 0.f;
 
 #pragma unroll 1
-    for (int kb = 0; kb < kKBlocks; ++kb) {
-      const int kn = kb + 1 < kKBlocks ? kb + 1 : kb;
-      const float next_s0 = r0 < m ? __ldg(sa_r0 + kn * sa_stride_k) : 0.f;
-      const float next_s1 = r1 < m ? __ldg(sa_r1 + kn * sa_stride_k) : 0.f;
-      const float next_sbk = __ldg(sb_n + kn);
+      for (int kb = kb_begin; kb < kb_end; ++kb) {
+        const int kn = kb + 1 < kb_end ? kb + 1 : kb;
+        const float next_s0 = r0 < m ? __ldg(sa_r0 + kn * sa_stride_k) : 0.f;
+        const float next_s1 = r1 < m ? __ldg(sa_r1 + kn * sa_stride_k) : 0.f;
+        const float next_sbk = __ldg(sb_n + kn);
 
-      ptx::mbarrier_wait(&full[stage], phase);
-      const u64 desc_a = ptx::smem_desc_k_major_sw128(smem_a(stage) + warpgroup * 64 * 128);
-      const u64 desc_b = ptx::smem_desc_k_major_sw128(smem_b(stage));
+        ptx::mbarrier_wait(&full[stage], phase);
+        const u64 desc_a = ptx::smem_desc_k_major_sw128(smem_a(stage) + warpgroup * 64 * 128);
+        const u64 desc_b = ptx::smem_desc_k_major_sw128(smem_b(stage));
 #pragma unroll
-      for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
-      ptx::wgmma_fence();
+        for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
+        ptx::wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
-        ptx::WgmmaFp8<kBlockN>::mma(desc_a + 2 * k, desc_b + 2 * k, acc, k > 0);
-      ptx::wgmma_commit_group();
+        for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
+          ptx::WgmmaFp8<kBlockN>::mma(desc_a + 2 * k, desc_b + 2 * k, acc, k > 0);
+        ptx::wgmma_commit_group();
 #pragma unroll
-      for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
-      ptx::wgmma_wait_group<0>();
-      if (lane == 0) ptx::mbarrier_arrive(&empty[stage]);
-      if (++stage == kStages) stage = 0, phase ^= 1;
+        for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
+        ptx::wgmma_wait_group<0>();
+        if (lane == 0) {
+          if constexpr (kMulticastN == 2) {
+            ptx::mbarrier_arrive_cluster(&empty[stage], 0);
+            ptx::mbarrier_arrive_cluster(&empty[stage], 1);
+          } else {
+            ptx::mbarrier_arrive(&empty[stage]);
+          }
+        }
+        if (++stage == kStages) stage = 0, phase ^= 1;
 
-      const float scale0 = s0 * sbk, scale1 = s1 * sbk;
+        const float scale0 = s0 * sbk, scale1 = s1 * sbk;
 #pragma unroll
-      for (int i = 0; i < kBlockN / 8; ++i) {
-        total[4 * i + 0] += acc[4 * i + 0] * scale0;
-        total[4 * i + 1] += acc[4 * i + 1] * scale0;
-        total[4 * i + 2] += acc[4 * i + 2] * scale1;
-        total[4 * i + 3] += acc[4 * i + 3] * scale1;
+        for (int i = 0; i < kBlockN / 8; ++i) {
+          total[4 * i + 0] += acc[4 * i + 0] * scale0;
+          total[4 * i + 1] += acc[4 * i + 1] * scale0;
+          total[4 * i + 2] += acc[4 * i + 2] * scale1;
+          total[4 * i + 3] += acc[4 * i + 3] * scale1;
+        }
+        s0 = next_s0, s1 = next_s1, sbk = next_sbk;
       }
-      s0 = next_s0, s1 = next_s1, sbk = next_sbk;
-    }
 
-    store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, m_block * kBlockM,
-                                      n_block * kBlockN);
+      if constexpr (kSplitK > 1) {
+        store_partial<kBlockN>(total, reinterpret_cast<float*>(smem_d), warpgroup);
+      } else {
+        store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, m_block * kBlockM,
+                                          n_block * kBlockN);
+      }
+    }
+    if constexpr (kSplitK == 1)
+      if (tid == 0) ptx::tma_store_wait_all();
   }
-  if (tid == 0) ptx::tma_store_wait_all();
+
+  if constexpr (kSplitK > 1) {
+    ptx::cluster_sync();  // all partials written
+    if (has_split_tile)
+      reduce_partials<kBlockM, kBlockN, kSplitK, kThreads, kN>(
+          reinterpret_cast<const float*>(smem_d), d, ldd, m, m_block * kBlockM,
+          n_block * kBlockN, rank);
+    ptx::cluster_sync();  // all reads of partner partials done
+  } else if constexpr (kMulticastN > 1) {
+    ptx::cluster_sync();  // no CTA exits while its partner may still signal its barriers
+  }
 }
 
 }  // namespace kiln

@@ -19,6 +19,17 @@ __device__ __forceinline__ void tma_load_2d(void* smem, const TensorMap* map, u6
       : "memory");
 }
 
+// As tma_load_2d, but the box lands at the same offset in the shared memory of every CTA
+// of the cluster in cta_mask, and completes on each one's barrier at bar's offset.
+__device__ __forceinline__ void tma_load_2d_multicast(void* smem, const TensorMap* map, u64* bar,
+                                                      int x, int y, u16 cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(smem_u32(smem)),
+      "l"(map), "r"(smem_u32(bar)), "r"(x), "r"(y), "h"(cta_mask)
+      : "memory");
+}
+
 __device__ __forceinline__ void tma_store_2d(const TensorMap* map, const void* smem, int x,
                                              int y) {
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(

@@ -1,4 +1,4 @@
-#include "log.hpp"
+#include "cache/logger.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -8,8 +8,7 @@ namespace kiln {
 
 spdlog::logger& log() {
   static std::shared_ptr<spdlog::logger> logger = [] {
-    auto existing = spdlog::get("kiln");
-    if (existing) return existing;
+    if (auto existing = spdlog::get("kiln")) return existing;
     auto created = spdlog::stderr_color_mt("kiln");
     created->set_pattern("[kiln %^%l%$] %v");
     const char* level = std::getenv("KILN_LOG_LEVEL");
