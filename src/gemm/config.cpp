@@ -32,7 +32,8 @@ int threads_per_block(const Config& c) { return (c.block_m / 64 + 1) * 128; }
 int shared_memory_bytes(const Config& c) {
   const int stage = (c.block_m + c.block_n) * 128;
   const int d = c.split_k > 1 ? c.block_m * (c.block_n + 4) * 4 : c.block_m * c.block_n * 2;
-  return 1024 + c.stages * stage + d + 2 * c.stages * 8;
+  const int scales = (c.stages * c.block_m + (c.stages + 3) / 4 * 4) * 4;
+  return 1024 + c.stages * stage + d + scales + 2 * c.stages * 8;
 }
 
 int max_stages(int block_m, int block_n, int split_k) {
@@ -69,9 +70,11 @@ Config heuristic_config(int m, int n, int k, int num_sms) {
   c.block_n = m_blocks * ((n + 127) / 128) * 2 <= num_sms ? 64 : 128;
   const int tiles = num_tiles(c, m, n);
   const int k_blocks = (k + 127) / 128;
-  // Fewer tiles than SMs: split K across a cluster until the machine is (nearly) full, as
-  // long as every split keeps a few K blocks to pipeline.
-  while (c.split_k < 8 && tiles * c.split_k * 2 <= num_sms + num_sms / 8 &&
+  // Fewer tiles than SMs: split K across a cluster while every cluster still fits at once
+  // (clusters of 4 place on about 120 of 132 SMs: GPCs are not multiples of 4) and every
+  // split keeps a few K blocks to pipeline.
+  auto capacity = [&](int cluster) { return cluster <= 2 ? num_sms : num_sms * 10 / 11; };
+  while (c.split_k < 4 && tiles * c.split_k * 2 <= capacity(c.split_k * 2) &&
          k_blocks / (c.split_k * 2) >= 4)
     c.split_k *= 2;
   // Many tiles: pair CTAs on adjacent N blocks to share A (half the A traffic from L2).

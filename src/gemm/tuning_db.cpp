@@ -35,7 +35,8 @@ nlohmann::json to_json(const TunedEntry& e) {
           {"n", e.n}, {"k", e.k}, {"m_min", e.m_min}, {"m_max", e.m_max},
           {"m_tuned", e.m_tuned}, {"us", e.us}, {"heuristic_us", e.heuristic_us},
           {"config", {{"block_m", e.config.block_m}, {"block_n", e.config.block_n},
-                      {"stages", e.config.stages}, {"group_m", e.config.group_m}}}};
+                      {"stages", e.config.stages}, {"group_m", e.config.group_m},
+                      {"multicast_n", e.config.multicast_n}, {"split_k", e.config.split_k}}}};
 }
 
 TunedEntry from_json(const nlohmann::json& j) {
@@ -49,8 +50,9 @@ TunedEntry from_json(const nlohmann::json& j) {
   e.m_tuned = j.at("m_tuned").get<int>();
   e.us = j.at("us").get<double>(), e.heuristic_us = j.at("heuristic_us").get<double>();
   const auto& c = j.at("config");
-  e.config = {c.at("block_m").get<int>(), c.at("block_n").get<int>(), c.at("stages").get<int>(),
-              c.at("group_m").get<int>()};
+  e.config = {c.at("block_m").get<int>(), c.at("block_n").get<int>(),
+              c.at("stages").get<int>(),  c.at("group_m").get<int>(),
+              c.at("multicast_n").get<int>(), c.at("split_k").get<int>()};
   return e;
 }
 

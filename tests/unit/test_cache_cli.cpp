@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +77,8 @@ Run run_program(const std::vector<std::string>& args, const fs::path& cache_dir,
     const int err = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0 || err < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(126);
     ::execvp(argv[0], argv.data());
+    const std::string why = std::string("cannot run ") + argv[0] + ": " + std::strerror(errno);
+    (void)!::write(2, why.data(), why.size());
     ::_exit(127);
   }
   int status = 0;

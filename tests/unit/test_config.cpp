@@ -48,10 +48,15 @@ KernelSpec spec_of(int n, int k, const Config& c) {
 }  // namespace
 
 TEST_CASE("shared memory and thread counts of the four tile shapes", "[unit][config]") {
-  // Mirrors Fp8GemmSmem: 1 KiB alignment pad + stages * (A + B tiles) + D tile + barriers.
-  CHECK(shared_memory_bytes({128, 128, 6, 8}) == 1024 + 6 * 32768 + 32768 + 2 * 6 * 8);
-  CHECK(shared_memory_bytes({64, 64, 8, 8}) == 1024 + 8 * 16384 + 8192 + 2 * 8 * 8);
-  CHECK(max_stages(128, 128) == 6);
+  // Mirrors Fp8GemmSmem: 1 KiB alignment pad + stages * (A + B tiles) + D tile + per-stage
+  // scales (block_m of SA, SB padded to 4 floats) + barriers.
+  CHECK(shared_memory_bytes({128, 128, 5, 8}) ==
+        1024 + 5 * 32768 + 32768 + (5 * 128 + 8) * 4 + 2 * 5 * 8);
+  CHECK(shared_memory_bytes({64, 64, 8, 8}) == 1024 + 8 * 16384 + 8192 + (8 * 64 + 8) * 4 + 2 * 8 * 8);
+  // split-K keeps an FP32 partial tile (rows padded by 4 floats) instead of the BF16 one
+  CHECK(shared_memory_bytes({64, 64, 8, 8, 1, 4}) ==
+        1024 + 8 * 16384 + 64 * 68 * 4 + (8 * 64 + 8) * 4 + 2 * 8 * 8);
+  CHECK(max_stages(128, 128) == 5);
   CHECK(max_stages(64, 64) == 8);
   CHECK(max_stages(64, 128) == 8);
   CHECK(max_stages(128, 64) == 8);

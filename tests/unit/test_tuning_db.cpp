@@ -16,7 +16,7 @@ namespace {
 TunedEntry entry(int m, int block_n) {
   TunedEntry e;
   e.device = "NVIDIA H200", e.sms = 132, e.n = 2112, e.k = 7168, e.m_tuned = m;
-  e.config = Config{128, block_n, 6, 8};
+  e.config = Config{128, block_n, 6, 8, 1, block_n == 64 ? 4 : 1};
   e.us = 10, e.heuristic_us = 12;
   return e;
 }
@@ -56,6 +56,7 @@ TEST_CASE("the tuning database survives save and load", "[unit][tuning]") {
   REQUIRE(loaded.entries().size() == 2);
   const uint64_t h200 = kiln::gemm::device_hash("NVIDIA H200");
   CHECK(loaded.find(h200, 132, Kind::kDense, 2112, 7168, 30)->block_n == 64);
+  CHECK(loaded.find(h200, 132, Kind::kDense, 2112, 7168, 30)->split_k == 4);  // cluster modes kept
   CHECK(loaded.find(h200, 132, Kind::kDense, 2112, 7168, 3000)->block_n == 128);
   const TunedEntry* e = loaded.find_tuned("NVIDIA H200", 132, Kind::kDense, 2112, 7168, 64);
   REQUIRE(e != nullptr);

@@ -75,9 +75,11 @@ int run_bench(const BenchOptions& o) {
     DeviceBuffer d_ref(size_t(s.m) * s.n * 2);
     const GemmFp8Args args = buf.args();
     const ConfigChoice choice = rt.choose_config(gemm::Kind::kDense, s.m, s.n, s.k, device);
-    const std::string config = fmt::format("{}x{}x{}{}", choice.config.block_m,
-                                           choice.config.block_n, choice.config.stages,
-                                           choice.tuned ? "*" : "");
+    const gemm::Config& cc = choice.config;
+    const std::string config =
+        fmt::format("{}x{}x{}{}{}{}", cc.block_m, cc.block_n, cc.stages,
+                    cc.multicast_n > 1 ? "m2" : "", cc.split_k > 1 ? fmt::format("k{}", cc.split_k) : "",
+                    choice.tuned ? "*" : "");
     const double kiln_us = timer.median_us(o.iters, [&] { gemm_fp8(args, stream); });
 
     const int kb = (s.k + 127) / 128, nb = (s.n + 127) / 128;

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cache/inspect.hpp"
+#include "cache/logger.hpp"
 #include "cli.hpp"
 #include "kiln/runtime.hpp"
-#include "log.hpp"
 
 namespace kiln::cli {
 namespace {
@@ -28,11 +28,8 @@ struct CacheOptions {
 };
 
 fs::path cache_root() {
-  // The store logs through the "kiln" logger if it exists, else through spdlog's default
-  // logger, which writes to stdout and would break --json output: make sure it exists.
-  spdlog::logger& logger = kiln::log();
   // Store::lookup warns about each entry it quarantines; these commands report them.
-  if (std::getenv("KILN_LOG_LEVEL") == nullptr) logger.set_level(spdlog::level::err);
+  if (std::getenv("KILN_LOG_LEVEL") == nullptr) kiln::log().set_level(spdlog::level::err);
   return Runtime::instance().cache_dir();
 }
 

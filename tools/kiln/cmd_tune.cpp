@@ -28,7 +28,7 @@ struct TuneOptions {
   double budget_s = 0;  // 0: no limit
   int top = 0;          // 0: time every candidate
   int iters = 20;
-  bool force = false, json = false;
+  bool force = false, json = false, verbose = false;
 };
 
 // A rough time model, only to order candidates for --top: waves of tiles, each costing its
@@ -104,6 +104,9 @@ int run_tune(const TuneOptions& o) {
       }
       const double us = timer.median_us(o.iters, [&] { gemm::launch_fp8(runtime, args, &c, stream); });
       ++timed;
+      if (o.verbose && !o.json)
+        fmt::print("      {:>5} {:>6} {:>6}   {:<40} {:>9.1f} us\n", s.m, s.n, s.k,
+                   gemm::describe(spec).substr(gemm::describe(spec).find("block=")), us);
       if (c == heuristic) heuristic_us = us;
       if (us < best_us) best_us = us, best = c;
     }
@@ -117,7 +120,9 @@ int run_tune(const TuneOptions& o) {
       throw Error(ErrorCode::kInternal, "cannot save the tuning database: " + error);
     ++tuned;
     auto name = [](const gemm::Config& c) {
-      return fmt::format("{}x{}x{}", c.block_m, c.block_n, c.stages);
+      return fmt::format("{}x{}x{}{}{}", c.block_m, c.block_n, c.stages,
+                         c.multicast_n > 1 ? " mc2" : "",
+                         c.split_k > 1 ? fmt::format(" sk{}", c.split_k) : "");
     };
     results.push_back({{"m", s.m}, {"n", s.n}, {"k", s.k}, {"heuristic", name(heuristic)},
                        {"heuristic_us", heuristic_us}, {"tuned", name(best)},
@@ -155,6 +160,7 @@ void add_tune(CLI::App& app, std::function<int()>* run) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--iters", o->iters, "Timed runs per candidate")->check(CLI::Range(1, 10000));
   cmd->add_flag("--force", o->force, "Re-tune shapes already in the database");
+  cmd->add_flag("--verbose,-v", o->verbose, "Print every candidate's time");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([run, o, model, file] {
     if (!*model && !*file) throw CLI::RequiredError("--model or --shapes");

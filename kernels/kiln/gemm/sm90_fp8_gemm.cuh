@@ -7,13 +7,17 @@
 //     128-K block it issues four wgmma k32 into fresh accumulators, releases the stage, and
 //     promotes the partial product into FP32 totals scaled by SA * SB (the FP8 tensor-core
 //     sum is not exact FP32, so it is never carried across more than 128 K).
-//   producer warpgroup (last): one thread issues the TMA loads of A and B into the ring.
+//   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
+//     copies the stage's scales (kBlockM of SA, one of SB) into shared memory with cp.async.
+//     Loading scales in the math loop instead puts a global-memory latency on every K block.
 // Shared memory, 1024-byte aligned:
 //   kStages x { A: kBlockM x 128 B | B: kBlockN x 128 B }   128-byte swizzle (TMA + wgmma)
 //   D: BF16 tile for the TMA store (kBlockN/64 slabs of kBlockM x 128 B), or with split-K
 //      the FP32 partial tile (kBlockM x (kBlockN + 4) floats)
+//   SA[kStages][kBlockM], SB[kStages] (FP32)                  scales of each stage
 //   full[kStages], empty[kStages]                            mbarriers
-// Pipeline: full[s] completes when the stage's TMA bytes land; empty[s] when every math warp
+// Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
+// cp.async arrivals); empty[s] when every math warp
 // that reads it (in this CTA and, with multicast, in the partner CTA) has released it.
 // Clusters (one of, or neither):
 //   kMulticastN = 2: two CTAs take adjacent N blocks of the same M block; each loads half of
@@ -25,6 +29,7 @@
 #include "kiln/epilogue/bf16_tma_store.cuh"
 #include "kiln/epilogue/split_k_reduce.cuh"
 #include "kiln/ptx/cluster.cuh"
+#include "kiln/ptx/cp_async.cuh"
 #include "kiln/ptx/mbarrier.cuh"
 #include "kiln/ptx/sync.cuh"
 #include "kiln/ptx/tma.cuh"
@@ -40,9 +45,10 @@ struct Fp8GemmSmem {
   static constexpr int kStage = kA + kB;
   static constexpr int kD = kSplitK > 1 ? kBlockM * SplitKBuffer<kBlockN>::kStride * 4
                                         : kBlockM * kBlockN * 2;
+  static constexpr int kScales = (kStages * kBlockM + (kStages + 3) / 4 * 4) * 4;
   static constexpr int kBarriers = 2 * kStages * 8;
   // + 1024 so the base can be aligned for the 128-byte swizzle
-  static constexpr int kTotal = 1024 + kStages * kStage + kD + kBarriers;
+  static constexpr int kTotal = 1024 + kStages * kStage + kD + kScales + kBarriers;
 };
 
 template <int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM, int kMulticastN,
@@ -71,7 +77,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   auto smem_a = [&](int s) { return smem + s * Smem::kStage; };
   auto smem_b = [&](int s) { return smem + s * Smem::kStage + Smem::kA; };
   u8* smem_d = smem + kStages * Smem::kStage;
-  u64* full = reinterpret_cast<u64*>(smem_d + Smem::kD);
+  float* smem_sa = reinterpret_cast<float*>(smem_d + Smem::kD);  // [kStages][kBlockM]
+  float* smem_sb = smem_sa + kStages * kBlockM;                    // [kStages]
+  u64* full = reinterpret_cast<u64*>(smem_d + Smem::kD + Smem::kScales);
   u64* empty = full + kStages;
 
   const int warpgroup = threadIdx.x / 128;
@@ -82,7 +90,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     if constexpr (kSplitK == 1) ptx::tma_prefetch_descriptor(&tmap_d);
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
-      ptx::mbarrier_init(&full[s], 1);
+      ptx::mbarrier_init(&full[s], 1 + 32);  // TMA thread + the scale warp's lanes
       // one arrival per math warp of each CTA reading the stage
       ptx::mbarrier_init(&empty[s], kMathWarpgroups * 4 * kMulticastN);
     }
@@ -112,7 +120,28 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   if (warpgroup == kMathWarpgroups) {
     // ---- producer ----
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
-    if (threadIdx.x % 128 == 0) {
+    const int producer_warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
+    if (producer_warp == 1) {
+      // Scales: lane l copies SA rows l, l + 32, ... of the tile and lane 0 the SB value.
+      int stage = 0;
+      u32 phase = 0;
+      while (next_tile()) {
+        const int m0 = m_block * kBlockM;
+        const float* sb_n = sb + min(n_block * kBlockN, kN - 1) / 128 * sb_stride;
+        for (int kb = kb_begin; kb < kb_end; ++kb) {
+          ptx::mbarrier_wait(&empty[stage], phase ^ 1);
+#pragma unroll
+          for (int i = lane; i < kBlockM; i += 32) {
+            const bool valid = m0 + i < m;
+            ptx::cp_async_4(&smem_sa[stage * kBlockM + i],
+                            sa + (valid ? m0 + i : 0) * sa_stride_m + kb * sa_stride_k, valid);
+          }
+          if (lane == 0) ptx::cp_async_4(&smem_sb[stage], sb_n + kb, true);
+          ptx::cp_async_mbarrier_arrive_noinc(&full[stage]);
+          if (++stage == kStages) stage = 0, phase ^= 1;
+        }
+      }
+    } else if (threadIdx.x % 128 == 0) {
       int stage = 0;
       u32 phase = 0;
       while (next_tile()) {
@@ -144,27 +173,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     u32 phase = 0;
 
     while (next_tile()) {
-      const int r0 = m_block * kBlockM + row_in_tile;
-      const int r1 = r0 + 8;
-      const float* sa_r0 = sa + r0 * sa_stride_m;
-      const float* sa_r1 = sa + r1 * sa_stride_m;
-      // n_block can be one past the end in a multicast pair: clamp the scale row it reads.
-      const float* sb_n = sb + min(n_block * kBlockN, kN - 1) / 128 * sb_stride;
-      // Scales of K block kb + 1 are loaded while block kb multiplies.
-      float s0 = r0 < m ? __ldg(sa_r0 + kb_begin * sa_stride_k) : 0.f;
-      float s1 = r1 < m ? __ldg(sa_r1 + kb_begin * sa_stride_k) : 0.f;
-      float sbk = __ldg(sb_n + kb_begin);
-
 #pragma unroll
       for (int i = 0; i < kBlockN / 2; ++i) total[i] = 0.f;
 
 #pragma unroll 1
       for (int kb = kb_begin; kb < kb_end; ++kb) {
-        const int kn = kb + 1 < kb_end ? kb + 1 : kb;
-        const float next_s0 = r0 < m ? __ldg(sa_r0 + kn * sa_stride_k) : 0.f;
-        const float next_s1 = r1 < m ? __ldg(sa_r1 + kn * sa_stride_k) : 0.f;
-        const float next_sbk = __ldg(sb_n + kn);
-
         ptx::mbarrier_wait(&full[stage], phase);
         const u64 desc_a = ptx::smem_desc_k_major_sw128(smem_a(stage) + warpgroup * 64 * 128);
         const u64 desc_b = ptx::smem_desc_k_major_sw128(smem_b(stage));
@@ -175,6 +188,10 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
           ptx::WgmmaFp8<kBlockN>::mma(desc_a + 2 * k, desc_b + 2 * k, acc, k > 0);
         ptx::wgmma_commit_group();
+        // The stage's scales, read while the tensor cores work (before the stage is released).
+        const float sbk = smem_sb[stage];
+        const float scale0 = smem_sa[stage * kBlockM + row_in_tile] * sbk;
+        const float scale1 = smem_sa[stage * kBlockM + row_in_tile + 8] * sbk;
 #pragma unroll
         for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
         ptx::wgmma_wait_group<0>();
@@ -188,7 +205,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         }
         if (++stage == kStages) stage = 0, phase ^= 1;
 
-        const float scale0 = s0 * sbk, scale1 = s1 * sbk;
 #pragma unroll
         for (int i = 0; i < kBlockN / 8; ++i) {
           total[4 * i + 0] += acc[4 * i + 0] * scale0;
@@ -196,7 +212,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           total[4 * i + 2] += acc[4 * i + 2] * scale1;
           total[4 * i + 3] += acc[4 * i + 3] * scale1;
         }
-        s0 = next_s0, s1 = next_s1, sbk = next_sbk;
       }
 
       if constexpr (kSplitK > 1) {
