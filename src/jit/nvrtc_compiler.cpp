@@ -54,22 +54,28 @@ std::string nvrtc_version() {
 }
 
 void parse_ptxas_log(const std::string& log, CompileResult* result) {
-  // ptxas prints, per entry function:
-  //   "... Used 168 registers, used 16 barriers, 1024 bytes smem, ..."
+  // ptxas prints, per entry function (after any advisory lines, which may also say
+  // "registers"):
+  //   "ptxas info    : Used 168 registers, used 16 barriers, 1024 bytes smem"
   //   "    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads"
-  auto number_before = [&](const char* what) -> int {
-    const size_t at = log.find(what);
-    if (at == std::string::npos) return 0;
-    size_t start = at;
-    while (start > 0 && log[start - 1] == ' ') --start;
-    size_t digits = start;
-    while (digits > 0 && std::isdigit(static_cast<unsigned char>(log[digits - 1]))) --digits;
-    return digits < start ? std::stoi(log.substr(digits, start - digits)) : 0;
+  // Each value is the integer right before its label on the line that has the label.
+  auto value = [&](const char* label, const char* anchor) -> int {
+    for (size_t at = log.find(label); at != std::string::npos; at = log.find(label, at + 1)) {
+      const size_t line_start = log.rfind('\n', at) == std::string::npos ? 0 : log.rfind('\n', at) + 1;
+      if (anchor && log.substr(line_start, at - line_start).find(anchor) == std::string::npos)
+        continue;
+      size_t digits = at;
+      while (digits > line_start && std::isdigit(static_cast<unsigned char>(log[digits - 1])))
+        --digits;
+      if (digits < at) return std::stoi(log.substr(digits, at - digits));
+    }
+    return 0;
   };
-  result->registers = number_before(" registers");
-  result->stack_bytes = number_before(" bytes stack frame");
-  result->spill_bytes = number_before(" bytes spill stores") + number_before(" bytes spill loads");
-  result->static_smem_bytes = number_before(" bytes smem");
+  result->registers = value(" registers", "Used ");
+  result->stack_bytes = value(" bytes stack frame", nullptr);
+  result->spill_bytes =
+      value(" bytes spill stores", nullptr) + value(" bytes spill loads", nullptr);
+  result->static_smem_bytes = value(" bytes smem", "Used ");
 }
 
 CompileResult compile(const CompileRequest& request) {

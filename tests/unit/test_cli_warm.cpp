@@ -1,0 +1,351 @@
+// `kiln warm` (NVRTC only, no GPU) through the built binary (KILN_CLI_PATH): shape files in
+// text and JSON form, their errors with file and line, usage errors, the deepseek-v3 preset,
+// --out; and `kiln tune` / `kiln bench` failing cleanly on this GPU-less machine.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+using nlohmann::json;
+
+namespace {
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct Run {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// A temporary root holding cache/ (the KILN_CACHE_DIR of every run), shape files and outputs.
+class WarmCli {
+ public:
+  WarmCli() {
+    REQUIRE(fs::exists(KILN_CLI_PATH));  // the kiln_cli target must be built
+    std::string pattern = (fs::temp_directory_path() / "kiln-warm-test-XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    root_ = pattern;
+  }
+  ~WarmCli() {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  WarmCli(const WarmCli&) = delete;
+  WarmCli& operator=(const WarmCli&) = delete;
+
+  const fs::path& root() const { return root_; }
+  fs::path cache() const { return root_ / "cache"; }
+
+  fs::path write(const std::string& name, const std::string& text) const {
+    const fs::path path = root_ / name;
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+    REQUIRE(fs::file_size(path) == text.size());
+    return path;
+  }
+
+  // Runs `kiln args...` with stdout and stderr captured separately in files.
+  Run run(const std::vector<std::string>& args) {
+    const int id = runs_++;
+    const fs::path out = root_ / ("run" + std::to_string(id) + ".out");
+    const fs::path err = root_ / ("run" + std::to_string(id) + ".err");
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      const std::string entry = *e;
+      const std::string name = entry.substr(0, entry.find('='));
+      if (name != "KILN_CACHE_DIR" && name != "KILN_KERNEL_DIR" && name != "KILN_LOG_LEVEL" &&
+          name != "KILN_TUNING_DB")
+        env.push_back(entry);
+    }
+    env.push_back("KILN_CACHE_DIR=" + cache().string());
+    std::vector<std::string> argv_text = {KILN_CLI_PATH};
+    argv_text.insert(argv_text.end(), args.begin(), args.end());
+    std::vector<char*> argv, envp;
+    for (auto& a : argv_text) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) _exit(126);
+      ::execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    Run r;
+    r.out = read_file(out);
+    r.err = read_file(err);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    REQUIRE(WIFEXITED(status));  // exited, not killed by a signal
+    r.exit_code = WEXITSTATUS(status);
+    return r;
+  }
+
+  // A warm that must succeed with --json; returns the parsed document.
+  json warm_json(std::vector<std::string> args) {
+    args.insert(args.begin(), "warm");
+    args.push_back("--json");
+    const Run r = run(args);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.exit_code == 0);
+    json j;
+    REQUIRE_NOTHROW(j = json::parse(r.out));
+    return j;
+  }
+
+ private:
+  fs::path root_;
+  int runs_ = 0;
+};
+
+// Complete entries v1/<shard>/<key>/ of a cache directory.
+size_t cache_entries(const fs::path& cache) {
+  size_t n = 0;
+  std::error_code ec;
+  if (!fs::is_directory(cache / "v1", ec)) return 0;
+  for (const auto& shard : fs::directory_iterator(cache / "v1"))
+    if (shard.is_directory())
+      for (const auto& entry : fs::directory_iterator(shard.path()))
+        n += fs::exists(entry.path() / "kernel.cubin") ? 1 : 0;
+  return n;
+}
+
+// The document every successful first warm must print.
+void check_first_warm(const json& j, const fs::path& cache_dir, size_t shapes) {
+  INFO(j.dump(2));
+  CHECK(j.at("cache_dir") == cache_dir.string());
+  CHECK(j.at("shapes") == shapes);
+  CHECK(j.at("kernels").get<size_t>() >= 1);
+  CHECK(j.at("compiled") == j.at("kernels"));
+  CHECK(j.at("cached") == 0);
+  CHECK(j.at("failed") == json::array());
+  CHECK(j.at("entries").size() == j.at("kernels").get<size_t>());
+  std::set<std::string> keys;
+  for (const auto& e : j.at("entries")) {
+    CHECK(e.at("cached") == false);
+    CHECK_THAT(e.at("kernel").get<std::string>(), StartsWith("sm90_fp8_gemm"));
+    keys.insert(e.at("key").get<std::string>());
+  }
+  CHECK(keys.size() == j.at("entries").size());  // each kernel once
+  CHECK(cache_entries(cache_dir) == j.at("kernels").get<size_t>());
+}
+
+void check_second_warm(const json& first, const json& second) {
+  INFO(second.dump(2));
+  CHECK(second.at("kernels") == first.at("kernels"));
+  CHECK(second.at("compiled") == 0);
+  CHECK(second.at("cached") == first.at("kernels"));
+  CHECK(second.at("failed") == json::array());
+  std::set<std::string> a, b;
+  for (const auto& e : first.at("entries")) a.insert(e.at("key").get<std::string>());
+  for (const auto& e : second.at("entries")) {
+    CHECK(e.at("cached") == true);
+    b.insert(e.at("key").get<std::string>());
+  }
+  CHECK(a == b);
+}
+
+const char* kTextShapes =
+    "# small dense shapes for kiln warm\n"
+    "\n"
+    "dense 64 256 256\n"
+    "   # an indented comment\n"
+    "dense 4096 512 512  # comment after a shape\n"
+    "dense 128 256 256 1\n";
+
+const char* kJsonShapes = R"([
+  {"kind": "dense", "m": 64, "n": 256, "k": 256},
+  {"kind": "dense", "m": 4096, "n": 512, "k": 512},
+  {"m": 128, "n": 256, "k": 256, "groups": 1}
+])";
+
+}  // namespace
+
+TEST_CASE("kiln warm --shapes compiles a text shape file, then finds it cached",
+          "[unit][cli][warm]") {
+  WarmCli cli;
+  const fs::path file = cli.write("shapes.txt", kTextShapes);
+  const json first = cli.warm_json({"--shapes", file.string(), "-j", "2"});
+  check_first_warm(first, cli.cache(), 3);
+  CHECK(first.at("jobs") == 2);
+  const json second = cli.warm_json({"--shapes", file.string(), "-j", "2"});
+  check_second_warm(first, second);
+  CHECK(cache_entries(cli.cache()) == first.at("kernels").get<size_t>());
+
+  // The text form says the same, on stdout.
+  const Run text = cli.run({"warm", "--shapes", file.string()});
+  CHECK(text.exit_code == 0);
+  CHECK_THAT(text.out, Contains("3 shapes -> " + first.at("kernels").dump() + " kernels"));
+  CHECK_THAT(text.out, Contains("compiled 0, already cached " + first.at("kernels").dump()));
+}
+
+TEST_CASE("kiln warm reads the same shapes from a JSON array", "[unit][cli][warm]") {
+  WarmCli text_cli, json_cli;
+  const json from_text =
+      text_cli.warm_json({"--shapes", text_cli.write("s.txt", kTextShapes).string()});
+  const json from_json =
+      json_cli.warm_json({"--shapes", json_cli.write("s.json", kJsonShapes).string()});
+  check_first_warm(from_json, json_cli.cache(), 3);
+  CHECK(from_json.at("kernels") == from_text.at("kernels"));
+  std::set<std::string> a, b;  // keys do not depend on the cache location
+  for (const auto& e : from_text.at("entries")) a.insert(e.at("key").get<std::string>());
+  for (const auto& e : from_json.at("entries")) b.insert(e.at("key").get<std::string>());
+  CHECK(a == b);
+}
+
+TEST_CASE("kiln warm rejects bad shape files, naming the file and line", "[unit][cli][warm]") {
+  WarmCli cli;
+  struct Case {
+    const char* text;
+    const char* where;  // after the path
+    const char* says;
+  };
+  const Case cases[] = {
+      {"# three fields\ndense 64 256 256\ndense 64 256\n", ":3:", "got 3 fields"},
+      {"dense 6x4 256 256\n", ":1:", "M '6x4' is not an integer"},
+      {"dense 64 256 256\n\ndense 64 260 256\n", ":3:", "N=260 is not a multiple of 8"},
+      {"dense 64 256 256\n# k\ndense 64 256 264\n", ":3:", "K=264 is not a multiple of 16"},
+      {"\n\n\n\nsparse 64 256 256\n", ":5:", "unknown kind 'sparse'"},
+      {"dense 64 256 256\ndense 0 256 256\n", ":2:", "must be positive"},
+      {"dense 64 256 256 1 7\n", ":1:", "got 6 fields"},
+  };
+  int index = 0;
+  for (const Case& c : cases) {
+    const fs::path file = cli.write("bad" + std::to_string(index++) + ".txt", c.text);
+    const Run r = cli.run({"warm", "--shapes", file.string(), "--json"});
+    INFO("file:\n" << c.text << "stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Contains(file.string() + c.where));
+    CHECK_THAT(r.err, Contains(c.says));
+    CHECK(r.out.empty());
+  }
+
+  // Bad JSON: nlohmann's message carries the line.
+  const fs::path bad_json =
+      cli.write("bad.json", "[\n  {\"kind\": \"dense\", \"m\": 64, \"n\": 256, \"k\": 256},\n"
+                            "  {\"m\": 64 \"n\": 256, \"k\": 256}\n]\n");
+  const Run j = cli.run({"warm", "--shapes", bad_json.string()});
+  INFO("stderr: " << j.err);
+  CHECK(j.exit_code == 2);
+  CHECK_THAT(j.err, Contains(bad_json.string()));
+  CHECK_THAT(j.err, Contains("invalid JSON"));
+  CHECK_THAT(j.err, Contains("line 3"));
+
+  // A JSON entry that breaks a rule is refused too.
+  const fs::path bad_entry = cli.write("n.json", R"([{"m": 64, "n": 100, "k": 256}])");
+  const Run e = cli.run({"warm", "--shapes", bad_entry.string()});
+  CHECK(e.exit_code == 2);
+  CHECK_THAT(e.err, Contains(bad_entry.string()));
+  CHECK_THAT(e.err, Contains("N=100 is not a multiple of 8"));
+
+  const fs::path missing = cli.root() / "no-such-shapes.txt";
+  const Run m = cli.run({"warm", "--shapes", missing.string()});
+  INFO("stderr: " << m.err);
+  CHECK(m.exit_code == 2);
+  CHECK_THAT(m.err, Contains(missing.string()));
+  CHECK_THAT(m.err, Contains("cannot be read"));
+  CHECK(cache_entries(cli.cache()) == 0);  // nothing was compiled
+}
+
+TEST_CASE("kiln warm usage errors exit with code 2", "[unit][cli][warm]") {
+  WarmCli cli;
+  const fs::path file = cli.write("s.txt", "dense 64 256 256\n");
+  struct Case {
+    std::vector<std::string> args;
+    const char* says;
+  };
+  const Case cases[] = {
+      {{"warm", "--model", "deepseek-v3", "--shapes", file.string()}, "excludes"},
+      {{"warm"}, "--model or --shapes"},
+      {{"warm", "--json"}, "--model or --shapes"},
+      {{"warm", "--model", "llama"}, "llama"},
+      {{"warm", "--shapes", file.string(), "-j", "0"}, "-j"},
+      {{"warm", "--shapes", file.string(), "--sms", "0"}, "--sms"},
+      {{"warm", "--shapes", file.string(), "--arch", "sm_80"}, "sm_80"},
+  };
+  for (const Case& c : cases) {
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    const Run r = cli.run(c.args);
+    INFO("kiln " << joined << "\nstdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Contains(c.says));
+  }
+  CHECK(cache_entries(cli.cache()) == 0);
+}
+
+TEST_CASE("kiln warm --model deepseek-v3 compiles the preset once", "[unit][cli][warm]") {
+  WarmCli cli;
+  const json first = cli.warm_json({"--model", "deepseek-v3", "-j", "2"});
+  CHECK(first.at("kernels").get<int>() >= 10);
+  CHECK(first.at("shapes") == 48);  // 6 (N, K) x 8 M buckets
+  check_first_warm(first, cli.cache(), 48);
+  const json second = cli.warm_json({"--model", "deepseek-v3", "-j", "2"});
+  check_second_warm(first, second);
+}
+
+TEST_CASE("kiln warm --out writes into that directory only", "[unit][cli][warm]") {
+  WarmCli cli;
+  const fs::path file = cli.write("s.txt", kTextShapes);
+  const fs::path out = cli.root() / "bundle";
+  const json first = cli.warm_json({"--shapes", file.string(), "--out", out.string()});
+  check_first_warm(first, out, 3);
+  CHECK(fs::is_directory(out / "v1"));
+  CHECK(cache_entries(cli.cache()) == 0);  // KILN_CACHE_DIR untouched
+  const json again = cli.warm_json({"--shapes", file.string(), "--out", out.string()});
+  check_second_warm(first, again);
+  CHECK(again.at("cache_dir") == out.string());
+  // The bundle is a cache: the default location still has to compile everything.
+  const json plain = cli.warm_json({"--shapes", file.string()});
+  CHECK(plain.at("compiled") == first.at("kernels"));
+  CHECK(plain.at("cache_dir") == cli.cache().string());
+}
+
+TEST_CASE("kiln tune and bench fail cleanly without a CUDA driver", "[unit][cli][warm]") {
+  WarmCli cli;
+  const fs::path file = cli.write("s.txt", "dense 64 256 256\n");
+  const std::vector<std::vector<std::string>> gpu_commands = {
+      {"tune", "--shapes", file.string()},
+      {"tune", "--model", "deepseek-v3", "--json"},
+      {"bench", "--m", "64", "--n", "256", "--k", "256"},
+  };
+  for (const auto& args : gpu_commands) {
+    const Run r = cli.run(args);  // REQUIREs a normal exit, not a signal
+    INFO(args[0] << "\nstdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Contains("CUDA driver"));
+    CHECK_THAT(r.err, Contains("libcuda"));
+  }
+  const Run usage = cli.run({"tune"});
+  INFO("stderr: " << usage.err);
+  CHECK(usage.exit_code == 2);
+  CHECK_THAT(usage.err, Contains("--model or --shapes"));
+  // A bad shape file is a usage error before any driver is needed.
+  const Run bad = cli.run({"tune", "--shapes", cli.write("b.txt", "dense 64 256\n").string()});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Contains(":1:"));
+}
