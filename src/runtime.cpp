@@ -195,7 +195,7 @@ ConfigChoice Runtime::Impl::choose_config(gemm::Kind kind, int m, int n, int k,
   if (const gemm::Config* tuned =
           tuning_db().find(device.name_hash, device.num_sms, kind, n, k, m))
     return {*tuned, true};
-  return {gemm::heuristic_config(m, n, k, device.num_sms), false};
+  return {gemm::heuristic_config(m, n, k, device.num_sms, kind), false};
 }
 
 const DeviceInfo& Runtime::Impl::current_device() {

@@ -12,6 +12,9 @@ namespace kiln::gemm {
 const char* to_string(Kind kind) {
   switch (kind) {
     case Kind::kDense: return "dense";
+    case Kind::kGroupedByRow: return "grouped-contiguous";
+    case Kind::kGroupedByOffset: return "grouped-offsets";
+    case Kind::kGroupedMasked: return "grouped-masked";
   }
   return "?";
 }
@@ -37,9 +40,10 @@ int shared_memory_bytes(const Config& c) {
 }
 
 int max_stages(int block_m, int block_n, int split_k) {
+  // 4100 bytes are kept for the static group table of the grouped kinds.
   int stages = 1;
-  while (stages < 8 &&
-         shared_memory_bytes({block_m, block_n, stages + 1, 8, 1, split_k}) <= kSharedMemoryLimit)
+  while (stages < 8 && shared_memory_bytes({block_m, block_n, stages + 1, 8, 1, split_k}) + 4100 <=
+                           kSharedMemoryLimit)
     ++stages;
   return stages;
 }
@@ -48,11 +52,15 @@ int num_tiles(const Config& c, int m, int n) {
   return (m + c.block_m - 1) / c.block_m * ((n + c.block_n - 1) / c.block_n);
 }
 
-std::vector<Config> candidate_configs(int /*n*/, int k) {
+std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
   const int k_blocks = (k + 127) / 128;
   std::vector<Config> configs;
   for (int block_m : {64, 128})
     for (int block_n : {64, 128}) {
+      if (kind != Kind::kDense) {
+        configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 1, 1});
+        continue;
+      }
       for (int split : {1, 2, 4, 8}) {
         if (split > k_blocks) continue;
         configs.push_back({block_m, block_n, max_stages(block_m, block_n, split), 8, 1, split});
@@ -62,7 +70,7 @@ std::vector<Config> candidate_configs(int /*n*/, int k) {
   return configs;
 }
 
-Config heuristic_config(int m, int n, int k, int num_sms) {
+Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
   Config c;
   c.block_m = m <= 64 ? 64 : 128;
   const int m_blocks = (m + c.block_m - 1) / c.block_m;
@@ -74,22 +82,23 @@ Config heuristic_config(int m, int n, int k, int num_sms) {
   // (clusters of 4 place on about 120 of 132 SMs: GPCs are not multiples of 4) and every
   // split keeps a few K blocks to pipeline.
   auto capacity = [&](int cluster) { return cluster <= 2 ? num_sms : num_sms * 10 / 11; };
-  while (c.split_k < 4 && tiles * c.split_k * 2 <= capacity(c.split_k * 2) &&
+  while (kind == Kind::kDense && c.split_k < 4 && tiles * c.split_k * 2 <= capacity(c.split_k * 2) &&
          k_blocks / (c.split_k * 2) >= 4)
     c.split_k *= 2;
   // Many tiles: pair CTAs on adjacent N blocks to share A (half the A traffic from L2).
-  if (c.split_k == 1 && tiles >= 2 * num_sms && (n + c.block_n - 1) / c.block_n >= 2)
+  if (kind == Kind::kDense && c.split_k == 1 && tiles >= 2 * num_sms &&
+      (n + c.block_n - 1) / c.block_n >= 2)
     c.multicast_n = 2;
   c.stages = max_stages(c.block_m, c.block_n, c.split_k);
   c.group_m = 8;
   return c;
 }
 
-std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms) {
+std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms, Kind kind) {
   std::vector<int> ms;
   Config last{};
   for (int m = 1; m <= max_m; ++m) {
-    const Config c = heuristic_config(m, n, k, num_sms);
+    const Config c = heuristic_config(m, n, k, num_sms, kind);
     if (ms.empty() || !(c == last)) ms.push_back(m), last = c;
   }
   return ms;
@@ -98,9 +107,11 @@ std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms) {
 std::string arch_name(int arch) { return fmt::format("sm_{}a", arch); }
 
 std::string describe(const KernelSpec& s) {
+  static const char* const kNames[] = {"dense", "grouped_contiguous", "grouped_offsets",
+                                      "grouped_masked"};
   return fmt::format("sm{}_fp8_gemm_{} n={} k={} block={}x{} stages={}{}{}", s.arch,
-                     to_string(s.kind), s.n, s.k, s.config.block_m, s.config.block_n,
-                     s.config.stages,
+                     kNames[static_cast<int>(s.kind)], s.n, s.k, s.config.block_m,
+                     s.config.block_n, s.config.stages,
                      s.config.multicast_n > 1 ? fmt::format(" multicast={}", s.config.multicast_n) : "",
                      s.config.split_k > 1 ? fmt::format(" split_k={}", s.config.split_k) : "");
 }
@@ -115,7 +126,8 @@ std::string config_json(const KernelSpec& s) {
 }
 
 std::string name_expression(const KernelSpec& s) {
-  return fmt::format("kiln::sm90_fp8_gemm<{}, {}, {}, {}, {}, {}, {}, {}>", s.n, s.k,
+  return fmt::format("kiln::sm90_fp8_gemm<{}, {}, {}, {}, {}, {}, {}, {}, {}>",
+                     static_cast<int>(s.kind), s.n, s.k,
                      s.config.block_m, s.config.block_n, s.config.stages, s.config.group_m,
                      s.config.multicast_n, s.config.split_k);
 }

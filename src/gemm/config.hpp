@@ -9,7 +9,8 @@
 
 namespace kiln::gemm {
 
-enum class Kind : uint8_t { kDense };
+// Values match GemmKind in kernels/kiln/scheduler/tile_scheduler.cuh.
+enum class Kind : uint8_t { kDense = 0, kGroupedByRow = 1, kGroupedByOffset = 2, kGroupedMasked = 3 };
 const char* to_string(Kind kind);
 
 struct Config {
@@ -52,11 +53,14 @@ int max_stages(int block_m, int block_n, int split_k = 1);
 int num_tiles(const Config& config, int m, int n);
 
 // Every configuration the kernel supports for (n, k), deepest pipeline first.
-std::vector<Config> candidate_configs(int n, int k);
-// The configuration gemm_fp8 uses for (m, n, k) on a device with num_sms SMs.
-Config heuristic_config(int m, int n, int k, int num_sms);
+std::vector<Config> candidate_configs(int n, int k, Kind kind = Kind::kDense);
+// The configuration gemm_fp8 uses for (m, n, k) on a device with num_sms SMs. For grouped
+// kinds m is the total rows (contiguous) or expected rows per group times num_groups
+// (masked); they use neither split-K nor multicast.
+Config heuristic_config(int m, int n, int k, int num_sms, Kind kind = Kind::kDense);
 // M values at which heuristic_config can change for (n, k): warm-up compiles one per bucket.
-std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms);
+std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms,
+                                        Kind kind = Kind::kDense);
 
 std::string arch_name(int arch);  // 90 -> "sm_90a"
 std::string describe(const KernelSpec& spec);

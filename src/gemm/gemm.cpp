@@ -1,5 +1,6 @@
-// gemm_fp8: check, pick the configuration, find the loaded kernel, build TMA descriptors,
-// launch. A warm call does no allocation, no hashing of source and no file access.
+// gemm_fp8 and gemm_fp8_grouped: check, pick the configuration, find the loaded kernel,
+// build TMA descriptors, launch. A warm call does no allocation, no hashing of source and no
+// file access.
 #include "kiln/gemm.hpp"
 
 #include <fmt/format.h>
@@ -16,35 +17,45 @@
 namespace kiln {
 namespace {
 
-void launch_dense(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::ResolvedFp8Args& r,
-                  const DeviceInfo& device, CUstream stream) {
-  const GemmFp8Args& a = r.args;
+void launch(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::Problem& p,
+            const DeviceInfo& device, CUstream stream) {
   const gemm::Config& c = kernel.spec.config;
+  const bool dense = p.kind == gemm::Kind::kDense;
   rt.configure(kernel, device.device);
   // With multicast each CTA of a pair loads half of the A tile.
-  CUtensorMap tmap_a = gemm::make_tma_2d(a.a, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.k, a.m, a.lda,
-                                         128, c.block_m / c.multicast_n,
+  CUtensorMap tmap_a = gemm::make_tma_2d(p.a, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.k, p.a_rows,
+                                         p.lda, 128, c.block_m / c.multicast_n,
                                          CU_TENSOR_MAP_SWIZZLE_128B);
-  CUtensorMap tmap_b = gemm::make_tma_2d(a.b, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.k, a.n, a.ldb,
-                                         128, c.block_n, CU_TENSOR_MAP_SWIZZLE_128B);
-  CUtensorMap tmap_d = gemm::make_tma_2d(a.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, a.n, a.m,
-                                         a.ldd * 2, 64, 64, CU_TENSOR_MAP_SWIZZLE_128B);
-  const float* sa = a.sa;
-  const float* sb = a.sb;
-  int m = a.m;
-  void* d = a.d;
-  int64_t sa_stride_m = r.sa_stride_m, sa_stride_k = r.sa_stride_k, sb_stride = a.ld_sb;
-  int64_t ldd = a.ldd;
-  void* params[] = {&tmap_a, &tmap_b, &tmap_d, &sa, &sb, &d, &m, &sa_stride_m, &sa_stride_k,
-                    &sb_stride, &ldd};
+  CUtensorMap tmap_b = gemm::make_tma_2d(p.b, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.k,
+                                         uint64_t(p.n) * p.num_groups, p.ldb, 128, c.block_n,
+                                         CU_TENSOR_MAP_SWIZZLE_128B);
+  // Grouped kernels store rows themselves (masked); they never read this map.
+  CUtensorMap tmap_d = dense ? gemm::make_tma_2d(p.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, p.n,
+                                                 p.a_rows, p.ldd * 2, 64, 64,
+                                                 CU_TENSOR_MAP_SWIZZLE_128B)
+                             : CUtensorMap{};
+  const float* sa = p.sa;
+  const float* sb = p.sb;
+  void* d = p.d;
+  int m = p.m, num_groups = p.num_groups, group_rows = p.m;
+  int64_t sa_stride_m = p.sa_stride_m, sa_stride_k = p.sa_stride_k, sb_stride = p.ld_sb;
+  int64_t ldd = p.ldd, sa_group_stride = p.sa_group_stride, sb_group_stride = p.sb_group_stride;
+  const int* group_info = p.group_info;
+  void* params[] = {&tmap_a,     &tmap_b,      &tmap_d,          &sa,
+                    &sb,         &d,           &m,               &sa_stride_m,
+                    &sa_stride_k, &sb_stride,  &ldd,             &group_info,
+                    &num_groups, &group_rows,  &sa_group_stride, &sb_group_stride};
 
-  // Work units: one tile per CTA pair with multicast; with split-K one tile per cluster,
-  // which is not persistent (the grid is every tile's cluster).
-  const int m_blocks = (a.m + c.block_m - 1) / c.block_m;
-  const int n_groups = ((a.n + c.block_n - 1) / c.block_n + c.multicast_n - 1) / c.multicast_n;
-  const int units = m_blocks * n_groups;
-  const int clusters =
-      c.split_k > 1 ? units : std::min(units, kernel.max_clusters[device.device & 63]);
+  // Work units: a tile per CTA (pair with multicast). Split-K is one tile per cluster and
+  // not persistent. Grouped-by-offset and masked kernels find their tiles on the device, so
+  // their grid is the whole machine: the launch never depends on device data.
+  int clusters = kernel.max_clusters[device.device & 63];
+  if (p.kind == gemm::Kind::kDense || p.kind == gemm::Kind::kGroupedByRow) {
+    const int m_blocks = (p.m + c.block_m - 1) / c.block_m;
+    const int n_groups = ((p.n + c.block_n - 1) / c.block_n + c.multicast_n - 1) / c.multicast_n;
+    const int units = m_blocks * n_groups;
+    clusters = c.split_k > 1 ? units : std::min(units, clusters);
+  }
   CUlaunchAttribute attribute{};
   attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
   attribute.value.clusterDim.x = static_cast<unsigned>(c.cluster_size());
@@ -67,32 +78,56 @@ void launch_dense(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::ResolvedF
 
 namespace gemm {
 
-void launch_fp8(Runtime& runtime, const GemmFp8Args& args, const Config* forced,
-                CUstream stream) {
-  const ResolvedFp8Args resolved = check_fp8_args(args);
-  if (resolved.args.m == 0) return;
+void launch_problem(Runtime& runtime, const Problem& p, const Config* forced, CUstream stream) {
+  if (p.empty()) return;
   Runtime::Impl& rt = runtime.impl();
   const DeviceInfo& device = rt.current_device();
   KernelSpec spec;
-  spec.kind = Kind::kDense;
-  spec.n = args.n;
-  spec.k = args.k;
+  spec.kind = p.kind;
+  spec.n = p.n;
+  spec.k = p.k;
   bool tuned = false;
   if (forced) {
     spec.config = *forced;
   } else {
-    const ConfigChoice choice = rt.choose_config(spec.kind, args.m, args.n, args.k, device);
+    const ConfigChoice choice = rt.choose_config(spec.kind, p.config_m, p.n, p.k, device);
     spec.config = choice.config;
     tuned = choice.tuned;
   }
   LoadedKernel* kernel = rt.find(spec);
   if (!kernel) {
-    check_device_pointers(resolved.args);
+    check_device_pointers(p);
     kernel = &rt.kernel(spec, stream);
-    log().debug("m={}: {} ({})", args.m, describe(spec),
+    log().debug("m={}: {} ({})", p.config_m, describe(spec),
                 forced ? "forced" : tuned ? "tuned" : "heuristic");
   }
-  launch_dense(rt, *kernel, resolved, device, stream);
+  launch(rt, *kernel, p, device, stream);
+}
+
+void launch_fp8(Runtime& runtime, const GemmFp8Args& args, const Config* forced,
+                CUstream stream) {
+  launch_problem(runtime, check_fp8_args(args), forced, stream);
+}
+
+void launch_fp8_grouped(Runtime& runtime, const GroupedGemmFp8Args& args, const Config* forced,
+                        CUstream stream) {
+  launch_problem(runtime, check_grouped_args(args), forced, stream);
+}
+
+void warm_up(Runtime& runtime, Kind kind, int max_m, int n, int k) {
+  Runtime::Impl& rt = runtime.impl();
+  const DeviceInfo& device = rt.current_device();
+  std::vector<int> ms = heuristic_m_breakpoints(max_m, n, k, device.num_sms, kind);
+  for (const auto& e : rt.tuning_db().entries())  // tuned M ranges bring their own configs
+    if (e.kind == kind && e.device == device.name && e.sms == device.num_sms && e.n == n &&
+        e.k == k && e.m_min <= max_m)
+      ms.push_back(e.m_min), ms.push_back(std::min(e.m_max, max_m));
+  for (int m : ms) {
+    KernelSpec spec;
+    spec.kind = kind, spec.n = n, spec.k = k;
+    spec.config = rt.choose_config(kind, m, n, k, device).config;
+    rt.configure(rt.kernel(spec, nullptr), device.device);
+  }
 }
 
 }  // namespace gemm
@@ -105,30 +140,45 @@ void gemm_fp8(const GemmFp8Args& args, CUstream stream) {
   gemm_fp8(Runtime::instance(), args, stream);
 }
 
-void warm_up_gemm_fp8(Runtime& runtime, int max_m, int n, int k) {
+void gemm_fp8_grouped(Runtime& runtime, const GroupedGemmFp8Args& args, CUstream stream) {
+  gemm::launch_fp8_grouped(runtime, args, nullptr, stream);
+}
+
+void gemm_fp8_grouped(const GroupedGemmFp8Args& args, CUstream stream) {
+  gemm_fp8_grouped(Runtime::instance(), args, stream);
+}
+
+int grouped_m_alignment() { return gemm::kGroupedAlignment; }
+
+namespace {
+
+void check_warm_up(int max_m, int n, int k) {
   GemmFp8Args probe;
   probe.m = 0, probe.n = n, probe.k = k;
   gemm::check_fp8_args(probe);
   if (max_m <= 0)
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("max_m={} must be positive: the largest M the calls will use", max_m));
-  Runtime::Impl& rt = runtime.impl();
-  const DeviceInfo& device = rt.current_device();
-  std::vector<int> ms = gemm::heuristic_m_breakpoints(max_m, n, k, device.num_sms);
-  for (const auto& e : rt.tuning_db().entries())  // tuned M ranges bring their own configs
-    if (e.device == device.name && e.sms == device.num_sms && e.n == n && e.k == k &&
-        e.m_min <= max_m)
-      ms.push_back(e.m_min), ms.push_back(std::min(e.m_max, max_m));
-  for (int m : ms) {
-    gemm::KernelSpec spec;
-    spec.n = n, spec.k = k;
-    spec.config = rt.choose_config(spec.kind, m, n, k, device).config;
-    rt.configure(rt.kernel(spec, nullptr), device.device);
-  }
+}
+
+}  // namespace
+
+void warm_up_gemm_fp8(Runtime& runtime, int max_m, int n, int k) {
+  check_warm_up(max_m, n, k);
+  gemm::warm_up(runtime, gemm::Kind::kDense, max_m, n, k);
 }
 
 void warm_up_gemm_fp8(int max_m, int n, int k) {
   warm_up_gemm_fp8(Runtime::instance(), max_m, n, k);
+}
+
+void warm_up_gemm_fp8_grouped(GroupedLayout layout, int max_m, int n, int k) {
+  check_warm_up(max_m, n, k);
+  const gemm::Kind kind = layout == GroupedLayout::kMasked ? gemm::Kind::kGroupedMasked
+                          : layout == GroupedLayout::kContiguousByRow
+                              ? gemm::Kind::kGroupedByRow
+                              : gemm::Kind::kGroupedByOffset;
+  gemm::warm_up(Runtime::instance(), kind, max_m, n, k);
 }
 
 }  // namespace kiln

@@ -69,6 +69,14 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     spec.n = 2112, spec.k = 7168, spec.config = config;
     if (seen.insert(kiln::gemm::name_expression(spec)).second) specs.push_back(spec);
   }
+  // The grouped kinds: every candidate (they have neither split-K nor multicast).
+  for (auto kind : {kiln::gemm::Kind::kGroupedByRow, kiln::gemm::Kind::kGroupedByOffset,
+                    kiln::gemm::Kind::kGroupedMasked})
+    for (const auto& config : kiln::gemm::candidate_configs(4096, 7168, kind)) {
+      kiln::gemm::KernelSpec spec;
+      spec.kind = kind, spec.n = 4096, spec.k = 7168, spec.config = config;
+      if (seen.insert(kiln::gemm::name_expression(spec)).second) specs.push_back(spec);
+    }
   REQUIRE(specs.size() >= 8);
   // The heuristic reaches both cluster modes on these shapes.
   CHECK(std::any_of(specs.begin(), specs.end(), [](const auto& s) { return s.config.split_k > 1; }));
@@ -94,7 +102,9 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     CHECK(count(sass, "QGMMA.64x" + std::to_string(spec.config.block_n) + "x32.F32.E4M3.E4M3") == 4);
     CHECK(count(sass, "UTMALDG.2D") >= 2);
     CHECK(count(sass, "MEMBAR.ALL.GPU") <= 3);  // only the (at most 3) cluster barriers
-    if (spec.config.split_k == 1) CHECK(count(sass, "UTMASTG.2D") >= 1);
+    const bool dense = spec.kind == kiln::gemm::Kind::kDense;
+    if (dense && spec.config.split_k == 1) CHECK(count(sass, "UTMASTG.2D") >= 1);
+    if (!dense) CHECK(count(sass, "UTMASTG") == 0);  // grouped kernels store valid rows only
     if (spec.config.multicast_n == 2) CHECK(count(sass, "UTMALDG.2D.MULTICAST") >= 1);
     CHECK(count(sass, "LDL") == 0);
     CHECK(count(sass, "STL") == 0);

@@ -66,6 +66,8 @@ std::mt19937_64& rng() {
 
 }  // namespace
 
+std::mt19937_64& test_rng() { return rng(); }
+
 bool have_hopper_gpu() {
   if (driver::device_count() == 0) {
     WARN("skipped: no CUDA device (no driver or no GPU); run the [gpu] tests on a Hopper GPU");
@@ -129,19 +131,44 @@ std::vector<uint16_t> Fp8Problem::download_d() const {
   return d.download<uint16_t>(size_t(m) * ldd);
 }
 
-std::vector<double> reference(const Fp8Problem& p) {
-  driver::DeviceBuffer out(std::max<size_t>(size_t(p.m) * p.n, 1) * 8);
-  CUdeviceptr a = p.a.ptr(), b = p.b.ptr(), sa = p.sa.ptr(), sb = p.sb.ptr(), d = out.ptr();
-  int m = p.m, n = p.n, k = p.k;
-  long long lda = p.lda, ldb = p.ldb, ld_sb = p.ld_sb;
-  long long sa_stride_m = p.sa_layout == ScaleLayout::kRowMajor ? p.ld_sa : 1;
-  long long sa_stride_k = p.sa_layout == ScaleLayout::kRowMajor ? 1 : p.ld_sa;
+std::vector<double> reference(CUdeviceptr a, CUdeviceptr b, CUdeviceptr sa, CUdeviceptr sb, int m,
+                              int n, int k, int64_t lda_, int64_t ldb_, int64_t sa_stride_m_,
+                              int64_t sa_stride_k_, int64_t ld_sb_) {
+  if (m == 0) return {};
+  driver::DeviceBuffer out(size_t(m) * n * 8);
+  CUdeviceptr d = out.ptr();
+  long long lda = lda_, ldb = ldb_, ld_sb = ld_sb_;
+  long long sa_stride_m = sa_stride_m_, sa_stride_k = sa_stride_k_;
   void* params[] = {&a, &b, &sa, &sb, &d, &m, &n, &k, &lda, &ldb, &sa_stride_m, &sa_stride_k,
                     &ld_sb};
   KILN_CU(driver::get().cuLaunchKernel(reference_kernel(), (n + 15) / 16, (m + 15) / 16, 1, 16,
                                        16, 1, 0, nullptr, params, nullptr));
   KILN_CU(driver::get().cuCtxSynchronize());
-  return out.download<double>(size_t(p.m) * p.n);
+  return out.download<double>(size_t(m) * n);
+}
+
+std::vector<double> reference(const Fp8Problem& p) {
+  if (p.m == 0) return {};
+  const bool row_major = p.sa_layout == ScaleLayout::kRowMajor;
+  return reference(p.a.ptr(), p.b.ptr(), p.sa.ptr(), p.sb.ptr(), p.m, p.n, p.k, p.lda, p.ldb,
+                   row_major ? p.ld_sa : 1, row_major ? 1 : p.ld_sa, p.ld_sb);
+}
+
+double rel_l2_rows(const std::vector<uint16_t>& d, int64_t ldd, int64_t row0, int rows, int n,
+                   const std::vector<double>& ref, size_t* unwritten) {
+  double num = 0, den = 0;
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < n; ++j) {
+      const float x = gemm::bf16_to_float(d[size_t(row0 + i) * ldd + j]);
+      if (std::isnan(x)) {
+        ++*unwritten;
+        continue;
+      }
+      const double r = ref[size_t(i) * n + j];
+      num += (x - r) * (x - r);
+      den += r * r;
+    }
+  return den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
 }
 
 Comparison compare(const Fp8Problem& p, const std::vector<uint16_t>& d,

@@ -43,6 +43,20 @@ struct Fp8Problem {
 // D_ref[m, n] in FP64 from the same FP8 values and scales, computed on the GPU.
 std::vector<double> reference(const Fp8Problem& p);
 
+// The same for raw device pointers (a group of a grouped GEMM): A rows lda apart, SA
+// element (r, kb) at sa[r * sa_stride_m + kb * sa_stride_k], SB [ceil(n/128), ld_sb].
+std::vector<double> reference(CUdeviceptr a, CUdeviceptr b, CUdeviceptr sa, CUdeviceptr sb, int m,
+                              int n, int k, int64_t lda, int64_t ldb, int64_t sa_stride_m,
+                              int64_t sa_stride_k, int64_t ld_sb);
+
+// Relative L2 error of BF16 rows [row0, row0 + rows) of d (ldd apart) against ref [rows, n];
+// counts NaN (unwritten) elements in *unwritten.
+double rel_l2_rows(const std::vector<uint16_t>& d, int64_t ldd, int64_t row0, int rows, int n,
+                   const std::vector<double>& ref, size_t* unwritten);
+
+// Random device data helpers.
+std::mt19937_64& test_rng();
+
 struct Comparison {
   double rel_l2 = 0;     // ||D - ref|| / ||ref|| over the m x n block
   size_t unwritten = 0;  // elements still NaN (poison) in the m x n block

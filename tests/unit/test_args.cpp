@@ -240,8 +240,8 @@ TEST_CASE("misaligned pointers are rejected, each naming its argument", "[unit][
 TEST_CASE("m = 0 is a no-op that reads no pointer", "[unit][args]") {
   GemmFp8Args a;
   a.m = 0, a.n = 128, a.k = 128;  // every pointer null
-  const kiln::gemm::ResolvedFp8Args r = kiln::gemm::check_fp8_args(a);
-  CHECK(r.args.m == 0);
+  const kiln::gemm::Problem r = kiln::gemm::check_fp8_args(a);
+  CHECK(r.m == 0);
   // No GPU here: returning normally proves that m=0 never reaches the driver.
   REQUIRE_NOTHROW(kiln::gemm_fp8(a, nullptr));
   a.sa_layout = ScaleLayout::kColMajor;
@@ -271,11 +271,10 @@ TEST_CASE("defaults of leading dimensions and scale strides are resolved", "[uni
   SECTION("zeros become the packed sizes, row-major scales") {
     GemmFp8Args a = valid_args();  // m=64 n=2112 k=7168, all ld* = 0
     const auto r = kiln::gemm::check_fp8_args(a);
-    CHECK(r.args.lda == 7168);
-    CHECK(r.args.ldb == 7168);
-    CHECK(r.args.ldd == 2112);
-    CHECK(r.args.ld_sb == 56);
-    CHECK(r.args.ld_sa == 56);
+    CHECK(r.lda == 7168);
+    CHECK(r.ldb == 7168);
+    CHECK(r.ldd == 2112);
+    CHECK(r.ld_sb == 56);
     CHECK(r.sa_stride_m == 56);
     CHECK(r.sa_stride_k == 1);
   }
@@ -283,7 +282,6 @@ TEST_CASE("defaults of leading dimensions and scale strides are resolved", "[uni
     GemmFp8Args a = valid_args();
     a.sa_layout = ScaleLayout::kColMajor;
     const auto r = kiln::gemm::check_fp8_args(a);
-    CHECK(r.args.ld_sa == 64);
     CHECK(r.sa_stride_m == 1);
     CHECK(r.sa_stride_k == 64);
   }
@@ -291,20 +289,19 @@ TEST_CASE("defaults of leading dimensions and scale strides are resolved", "[uni
     GemmFp8Args a = valid_args();
     a.k = 208;  // 2 groups: 128 + 80
     const auto r = kiln::gemm::check_fp8_args(a);
-    CHECK(r.args.ld_sa == 2);
-    CHECK(r.args.ld_sb == 2);
-    CHECK(r.args.lda == 208);
+    CHECK(r.sa_stride_m == 2);
+    CHECK(r.ld_sb == 2);
+    CHECK(r.lda == 208);
   }
   SECTION("explicit leading dimensions are kept") {
     GemmFp8Args a = valid_args();
     a.lda = 7200, a.ldb = 8192, a.ldd = 2176, a.ld_sb = 60;
     a.sa_layout = ScaleLayout::kColMajor, a.ld_sa = 128;
     const auto r = kiln::gemm::check_fp8_args(a);
-    CHECK(r.args.lda == 7200);
-    CHECK(r.args.ldb == 8192);
-    CHECK(r.args.ldd == 2176);
-    CHECK(r.args.ld_sb == 60);
-    CHECK(r.args.ld_sa == 128);
+    CHECK(r.lda == 7200);
+    CHECK(r.ldb == 8192);
+    CHECK(r.ldd == 2176);
+    CHECK(r.ld_sb == 60);
     CHECK(r.sa_stride_m == 1);
     CHECK(r.sa_stride_k == 128);
     a.sa_layout = ScaleLayout::kRowMajor, a.ld_sa = 64;
@@ -316,8 +313,8 @@ TEST_CASE("defaults of leading dimensions and scale strides are resolved", "[uni
     const GemmFp8Args a = valid_args();
     const auto r = kiln::gemm::check_fp8_args(a);
     CHECK(a.lda == 0);
-    CHECK(r.args.a == a.a);
-    CHECK(r.args.d == a.d);
+    CHECK(r.a == a.a);
+    CHECK(r.d == a.d);
   }
 }
 

@@ -7,7 +7,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -50,9 +49,6 @@ class WarmCli {
     std::error_code ec;
     fs::remove_all(root_, ec);
   }
-  WarmCli(const WarmCli&) = delete;
-  WarmCli& operator=(const WarmCli&) = delete;
-
   const fs::path& root() const { return root_; }
   fs::path cache() const { return root_ / "cache"; }
 
@@ -63,23 +59,18 @@ class WarmCli {
     return path;
   }
 
-  // Runs `kiln args...` with stdout and stderr captured separately in files.
-  Run run(const std::vector<std::string>& args) {
+  // Runs `kiln args...` with stdout and stderr captured separately in files; SIGALRM kills
+  // a run still going after timeout_s (the alarm survives execve).
+  Run run(const std::vector<std::string>& args, unsigned timeout_s = 300) {
     const int id = runs_++;
     const fs::path out = root_ / ("run" + std::to_string(id) + ".out");
     const fs::path err = root_ / ("run" + std::to_string(id) + ".err");
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      const std::string entry = *e;
-      const std::string name = entry.substr(0, entry.find('='));
-      if (name != "KILN_CACHE_DIR" && name != "KILN_KERNEL_DIR" && name != "KILN_LOG_LEVEL" &&
-          name != "KILN_TUNING_DB")
-        env.push_back(entry);
-    }
-    env.push_back("KILN_CACHE_DIR=" + cache().string());
+    std::vector<std::string> env = {"KILN_CACHE_DIR=" + cache().string()};
+    for (char** e = environ; *e; ++e)  // all but kiln's own variables
+      if (std::string(*e).rfind("KILN_", 0) != 0) env.push_back(*e);
     std::vector<std::string> argv_text = {KILN_CLI_PATH};
     argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<char*> argv, envp;
+    std::vector<char*> argv, envp;  // built before fork: the child only redirects and execs
     for (auto& a : argv_text) argv.push_back(a.data());
     argv.push_back(nullptr);
     for (auto& e : env) envp.push_back(e.data());
@@ -91,6 +82,7 @@ class WarmCli {
       const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) _exit(126);
+      ::alarm(timeout_s);
       ::execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
@@ -134,6 +126,12 @@ size_t cache_entries(const fs::path& cache) {
   return n;
 }
 
+std::set<std::string> keys_of(const json& warm) {
+  std::set<std::string> keys;
+  for (const auto& e : warm.at("entries")) keys.insert(e.at("key").get<std::string>());
+  return keys;
+}
+
 // The document every successful first warm must print.
 void check_first_warm(const json& j, const fs::path& cache_dir, size_t shapes) {
   INFO(j.dump(2));
@@ -144,38 +142,28 @@ void check_first_warm(const json& j, const fs::path& cache_dir, size_t shapes) {
   CHECK(j.at("cached") == 0);
   CHECK(j.at("failed") == json::array());
   CHECK(j.at("entries").size() == j.at("kernels").get<size_t>());
-  std::set<std::string> keys;
   for (const auto& e : j.at("entries")) {
     CHECK(e.at("cached") == false);
     CHECK_THAT(e.at("kernel").get<std::string>(), StartsWith("sm90_fp8_gemm"));
-    keys.insert(e.at("key").get<std::string>());
   }
-  CHECK(keys.size() == j.at("entries").size());  // each kernel once
+  CHECK(keys_of(j).size() == j.at("entries").size());  // each kernel once
   CHECK(cache_entries(cache_dir) == j.at("kernels").get<size_t>());
 }
 
 void check_second_warm(const json& first, const json& second) {
   INFO(second.dump(2));
   CHECK(second.at("kernels") == first.at("kernels"));
+  CHECK(second.at("cache_dir") == first.at("cache_dir"));
   CHECK(second.at("compiled") == 0);
   CHECK(second.at("cached") == first.at("kernels"));
   CHECK(second.at("failed") == json::array());
-  std::set<std::string> a, b;
-  for (const auto& e : first.at("entries")) a.insert(e.at("key").get<std::string>());
-  for (const auto& e : second.at("entries")) {
-    CHECK(e.at("cached") == true);
-    b.insert(e.at("key").get<std::string>());
-  }
-  CHECK(a == b);
+  for (const auto& e : second.at("entries")) CHECK(e.at("cached") == true);
+  CHECK(keys_of(first) == keys_of(second));
 }
 
-const char* kTextShapes =
-    "# small dense shapes for kiln warm\n"
-    "\n"
-    "dense 64 256 256\n"
-    "   # an indented comment\n"
-    "dense 4096 512 512  # comment after a shape\n"
-    "dense 128 256 256 1\n";
+const char* kTextShapes = "# small dense shapes for kiln warm\n\ndense 64 256 256\n"
+                          "   # an indented comment\n"
+                          "dense 4096 512 512  # comment after a shape\ndense 128 256 256 1\n";
 
 const char* kJsonShapes = R"([
   {"kind": "dense", "m": 64, "n": 256, "k": 256},
@@ -192,8 +180,7 @@ TEST_CASE("kiln warm --shapes compiles a text shape file, then finds it cached",
   const json first = cli.warm_json({"--shapes", file.string(), "-j", "2"});
   check_first_warm(first, cli.cache(), 3);
   CHECK(first.at("jobs") == 2);
-  const json second = cli.warm_json({"--shapes", file.string(), "-j", "2"});
-  check_second_warm(first, second);
+  check_second_warm(first, cli.warm_json({"--shapes", file.string(), "-j", "2"}));
   CHECK(cache_entries(cli.cache()) == first.at("kernels").get<size_t>());
 
   // The text form says the same, on stdout.
@@ -211,63 +198,41 @@ TEST_CASE("kiln warm reads the same shapes from a JSON array", "[unit][cli][warm
       json_cli.warm_json({"--shapes", json_cli.write("s.json", kJsonShapes).string()});
   check_first_warm(from_json, json_cli.cache(), 3);
   CHECK(from_json.at("kernels") == from_text.at("kernels"));
-  std::set<std::string> a, b;  // keys do not depend on the cache location
-  for (const auto& e : from_text.at("entries")) a.insert(e.at("key").get<std::string>());
-  for (const auto& e : from_json.at("entries")) b.insert(e.at("key").get<std::string>());
-  CHECK(a == b);
+  CHECK(keys_of(from_json) == keys_of(from_text));  // keys do not depend on the cache dir
 }
 
 TEST_CASE("kiln warm rejects bad shape files, naming the file and line", "[unit][cli][warm]") {
   WarmCli cli;
   struct Case {
-    const char* text;
-    const char* where;  // after the path
+    const char* name;
+    const char* text;   // nullptr: no such file
+    const char* where;  // right after the path
     const char* says;
   };
   const Case cases[] = {
-      {"# three fields\ndense 64 256 256\ndense 64 256\n", ":3:", "got 3 fields"},
-      {"dense 6x4 256 256\n", ":1:", "M '6x4' is not an integer"},
-      {"dense 64 256 256\n\ndense 64 260 256\n", ":3:", "N=260 is not a multiple of 8"},
-      {"dense 64 256 256\n# k\ndense 64 256 264\n", ":3:", "K=264 is not a multiple of 16"},
-      {"\n\n\n\nsparse 64 256 256\n", ":5:", "unknown kind 'sparse'"},
-      {"dense 64 256 256\ndense 0 256 256\n", ":2:", "must be positive"},
-      {"dense 64 256 256 1 7\n", ":1:", "got 6 fields"},
+      {"3.txt", "# three fields\ndense 64 256 256\ndense 64 256\n", ":3:", "got 3 fields"},
+      {"m.txt", "dense 6x4 256 256\n", ":1:", "M '6x4' is not an integer"},
+      {"n.txt", "dense 64 256 256\n\ndense 64 260 256\n", ":3:", "N=260 is not a multiple of 8"},
+      {"k.txt", "dense 64 256 256\n#\ndense 64 256 264\n", ":3:", "K=264 is not a multiple of 16"},
+      {"kind.txt", "\n\n\n\nsparse 64 256 256\n", ":5:", "unknown kind 'sparse'"},
+      {"zero.txt", "dense 64 256 256\ndense 0 256 256\n", ":2:", "must be positive"},
+      {"6.txt", "dense 64 256 256 1 7\n", ":1:", "got 6 fields"},
+      // Bad JSON: no line of ours, but nlohmann's message carries it.
+      {"bad.json", "[\n  {\"kind\": \"dense\", \"m\": 64, \"n\": 256, \"k\": 256},\n"
+                   "  {\"m\": 64 \"n\": 256, \"k\": 256}\n]\n", ": invalid JSON", "at line 3,"},
+      {"n.json", R"([{"m": 64, "n": 100, "k": 256}])", ": ", "N=100 is not a multiple of 8"},
+      {"missing.txt", nullptr, ": ", "cannot be read"},
   };
-  int index = 0;
   for (const Case& c : cases) {
-    const fs::path file = cli.write("bad" + std::to_string(index++) + ".txt", c.text);
+    const fs::path file = c.text ? cli.write(c.name, c.text) : cli.root() / c.name;
     const Run r = cli.run({"warm", "--shapes", file.string(), "--json"});
-    INFO("file:\n" << c.text << "stdout: " << r.out << "\nstderr: " << r.err);
+    INFO("file " << c.name << ":\n" << (c.text ? c.text : "") << "\nstdout: " << r.out
+                 << "\nstderr: " << r.err);
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Contains(file.string() + c.where));
     CHECK_THAT(r.err, Contains(c.says));
     CHECK(r.out.empty());
   }
-
-  // Bad JSON: nlohmann's message carries the line.
-  const fs::path bad_json =
-      cli.write("bad.json", "[\n  {\"kind\": \"dense\", \"m\": 64, \"n\": 256, \"k\": 256},\n"
-                            "  {\"m\": 64 \"n\": 256, \"k\": 256}\n]\n");
-  const Run j = cli.run({"warm", "--shapes", bad_json.string()});
-  INFO("stderr: " << j.err);
-  CHECK(j.exit_code == 2);
-  CHECK_THAT(j.err, Contains(bad_json.string()));
-  CHECK_THAT(j.err, Contains("invalid JSON"));
-  CHECK_THAT(j.err, Contains("line 3"));
-
-  // A JSON entry that breaks a rule is refused too.
-  const fs::path bad_entry = cli.write("n.json", R"([{"m": 64, "n": 100, "k": 256}])");
-  const Run e = cli.run({"warm", "--shapes", bad_entry.string()});
-  CHECK(e.exit_code == 2);
-  CHECK_THAT(e.err, Contains(bad_entry.string()));
-  CHECK_THAT(e.err, Contains("N=100 is not a multiple of 8"));
-
-  const fs::path missing = cli.root() / "no-such-shapes.txt";
-  const Run m = cli.run({"warm", "--shapes", missing.string()});
-  INFO("stderr: " << m.err);
-  CHECK(m.exit_code == 2);
-  CHECK_THAT(m.err, Contains(missing.string()));
-  CHECK_THAT(m.err, Contains("cannot be read"));
   CHECK(cache_entries(cli.cache()) == 0);  // nothing was compiled
 }
 
@@ -288,10 +253,8 @@ TEST_CASE("kiln warm usage errors exit with code 2", "[unit][cli][warm]") {
       {{"warm", "--shapes", file.string(), "--arch", "sm_80"}, "sm_80"},
   };
   for (const Case& c : cases) {
-    std::string joined;
-    for (const auto& a : c.args) joined += a + " ";
     const Run r = cli.run(c.args);
-    INFO("kiln " << joined << "\nstdout: " << r.out << "\nstderr: " << r.err);
+    INFO("expected: " << c.says << "\nstdout: " << r.out << "\nstderr: " << r.err);
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Contains(c.says));
   }
@@ -302,10 +265,9 @@ TEST_CASE("kiln warm --model deepseek-v3 compiles the preset once", "[unit][cli]
   WarmCli cli;
   const json first = cli.warm_json({"--model", "deepseek-v3", "-j", "2"});
   CHECK(first.at("kernels").get<int>() >= 10);
-  CHECK(first.at("shapes") == 48);  // 6 (N, K) x 8 M buckets
-  check_first_warm(first, cli.cache(), 48);
-  const json second = cli.warm_json({"--model", "deepseek-v3", "-j", "2"});
-  check_second_warm(first, second);
+  CHECK(first.at("shapes").get<int>() >= 48);  // 6 dense (N, K) x 8 M buckets, at least
+  check_first_warm(first, cli.cache(), first.at("shapes").get<size_t>());
+  check_second_warm(first, cli.warm_json({"--model", "deepseek-v3", "-j", "2"}));
 }
 
 TEST_CASE("kiln warm --out writes into that directory only", "[unit][cli][warm]") {
@@ -316,9 +278,7 @@ TEST_CASE("kiln warm --out writes into that directory only", "[unit][cli][warm]"
   check_first_warm(first, out, 3);
   CHECK(fs::is_directory(out / "v1"));
   CHECK(cache_entries(cli.cache()) == 0);  // KILN_CACHE_DIR untouched
-  const json again = cli.warm_json({"--shapes", file.string(), "--out", out.string()});
-  check_second_warm(first, again);
-  CHECK(again.at("cache_dir") == out.string());
+  check_second_warm(first, cli.warm_json({"--shapes", file.string(), "--out", out.string()}));
   // The bundle is a cache: the default location still has to compile everything.
   const json plain = cli.warm_json({"--shapes", file.string()});
   CHECK(plain.at("compiled") == first.at("kernels"));
@@ -348,4 +308,32 @@ TEST_CASE("kiln tune and bench fail cleanly without a CUDA driver", "[unit][cli]
   const Run bad = cli.run({"tune", "--shapes", cli.write("b.txt", "dense 64 256\n").string()});
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Contains(":1:"));
+}
+
+// BUG (tools/kiln/shapes.cpp, JSON branch of parse_shapes: item.at("m").get<int>() and the
+// same for n, k, groups): nlohmann converts without checks, so 64.9 becomes 64, true becomes
+// 1 and 4294967360 wraps to 64; the shape is silently changed instead of refused. The text
+// form refuses all three (parse_int). Expected: exit 2 naming the file.
+TEST_CASE("kiln warm refuses non-integer and out-of-range JSON numbers",
+          "[unit][cli][warm][!shouldfail]") {
+  WarmCli cli;
+  for (const char* m : {"64.9", "true", "4294967360"}) {
+    const fs::path file =
+        cli.write("m.json", std::string(R"([{"m": )") + m + R"(, "n": 256, "k": 256}])");
+    const Run r = cli.run({"warm", "--shapes", file.string(), "--json"});
+    INFO("m: " << m << "\nstdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Contains(file.string()));
+  }
+}
+
+// BUG (src/gemm/config.cpp, heuristic_m_breakpoints: `for (int m = 1; m <= max_m; ++m)`):
+// the parser accepts any M up to INT32_MAX, and for M = 2147483647 ++m overflows (undefined;
+// in practice wraps), so kiln warm never ends; M = 2147483646 already takes ~20 s, since the
+// loop calls heuristic_config once per M. Expected: refused (exit 2) or done in well under 3 s.
+TEST_CASE("kiln warm with M = INT32_MAX ends", "[unit][cli][warm][!shouldfail]") {
+  WarmCli cli;
+  const fs::path file = cli.write("max.txt", "dense 2147483647 256 256\n");
+  const Run r = cli.run({"warm", "--shapes", file.string(), "--json"}, 3);  // SIGALRM: fails
+  CHECK((r.exit_code == 0 || r.exit_code == 2));
 }

@@ -219,9 +219,9 @@ TEST_CASE("names, descriptions and JSON show the spec", "[unit][config]") {
       const Config& c = s.config;
       INFO(describe(s));
 
-      // The template arguments start with the shape and the tile (more may follow).
+      // The template arguments: the kind (0 = dense), the shape and the tile (more follow).
       const std::string name = name_expression(s);
-      CHECK_THAT(name, StartsWith("kiln::sm90_fp8_gemm<" + std::to_string(n) + ", " +
+      CHECK_THAT(name, StartsWith("kiln::sm90_fp8_gemm<0, " + std::to_string(n) + ", " +
                                   std::to_string(k) + ", " + std::to_string(c.block_m) + ", " +
                                   std::to_string(c.block_n) + ", " + std::to_string(c.stages) +
                                   ", " + std::to_string(c.group_m)));

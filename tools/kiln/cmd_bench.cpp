@@ -34,7 +34,7 @@ std::vector<ShapeSpec> standard_shapes(const std::vector<int>& ms) {
   const auto model = model_shapes("deepseek-v3");
   for (int m : ms)
     for (const auto& s : model)
-      if (s.m == model.front().m) shapes.push_back({s.kind, m, s.n, s.k, 1});
+      if (s.kind == "dense" && s.m == model.front().m) shapes.push_back({s.kind, m, s.n, s.k, 1});
   return shapes;
 }
 
@@ -70,7 +70,12 @@ int run_bench(const BenchOptions& o) {
                device.name, copy_gbps, device.num_sms, "M", "N", "K", "config", "kiln us",
                "TFLOPS", "GB/s", "floor%", "cuBLASLt", "ratio", "tensor", "bf16", "diff");
 
+  std::vector<ShapeSpec> grouped;
   for (const ShapeSpec& s : shapes) {
+    if (s.kind != "dense") {
+      grouped.push_back(s);
+      continue;
+    }
     bench::Fp8Buffers buf(s.m, s.n, s.k, rng);
     DeviceBuffer d_ref(size_t(s.m) * s.n * 2);
     const GemmFp8Args args = buf.args();
@@ -136,11 +141,48 @@ int run_bench(const BenchOptions& o) {
                  blk_us, ratio, tensor_us, bf16_us, diff);
   }
   const double geomean = ratio_count ? std::exp(log_ratio_sum / ratio_count) : NAN;
+
+  // Grouped shapes: kiln grouped against kiln dense at the same total M (no cuBLASLt
+  // grouped block-scaled GEMM exists to compare with).
+  nlohmann::json grouped_rows = nlohmann::json::array();
+  if (!grouped.empty() && !o.json && !o.csv)
+    fmt::print("{:>20} {:>3} {:>5} {:>6} {:>6} {:>9} | {:>8} {:>6} | {:>10} {:>8}\n", "kind", "G",
+               "M", "N", "K", "config", "kiln us", "TFLOPS", "dense us", "vs dense");
+  for (const ShapeSpec& s : grouped) {
+    const gemm::Kind kind = kernel_kind(s.kind);
+    const GroupedLayout layout = kind == gemm::Kind::kGroupedMasked ? GroupedLayout::kMasked
+                                 : kind == gemm::Kind::kGroupedByRow
+                                     ? GroupedLayout::kContiguousByRow
+                                     : GroupedLayout::kContiguousByOffset;
+    bench::GroupedBuffers buf(layout, s.groups, s.m, s.n, s.k, rng);
+    GroupedGemmFp8Args args = buf.args();
+    if (layout == GroupedLayout::kMasked) args.expected_m = s.m;
+    const ConfigChoice choice = rt.choose_config(kind, config_m(s), s.n, s.k, device);
+    const std::string config = fmt::format("{}x{}x{}{}", choice.config.block_m,
+                                           choice.config.block_n, choice.config.stages,
+                                           choice.tuned ? "*" : "");
+    const double us = timer.median_us(o.iters, [&] { gemm_fp8_grouped(args, stream); });
+    bench::Fp8Buffers dense(config_m(s), s.n, s.k, rng);
+    const GemmFp8Args dense_args = dense.args();
+    const double dense_us = timer.median_us(o.iters, [&] { gemm_fp8(dense_args, stream); });
+    const double tflops = 2.0 * config_m(s) * s.n * s.k / us / 1e6;
+    grouped_rows.push_back({{"kind", s.kind}, {"groups", s.groups}, {"m", s.m}, {"n", s.n},
+                            {"k", s.k}, {"config", config}, {"kiln_us", us},
+                            {"kiln_tflops", tflops}, {"dense_same_total_m_us", dense_us},
+                            {"ratio_vs_dense", dense_us / us}});
+    if (o.csv)
+      fmt::print("\"{}\",{}:{}x{},{},{},{},{},{:.2f},{:.1f},,,,,,,\n", device.name, s.kind,
+                 s.groups, s.m, s.n, s.k, config, choice.tuned ? "tuned" : "heuristic", us, tflops);
+    else if (!o.json)
+      fmt::print("{:>20} {:>3} {:>5} {:>6} {:>6} {:>9} | {:>8.1f} {:>6.0f} | {:>10.1f} {:>8.3f}\n",
+                 s.kind, s.groups, s.m, s.n, s.k, config, us, tflops, dense_us, dense_us / us);
+  }
   const RuntimeStats stats = Runtime::instance().stats();
   if (o.json) {
     fmt::print("{}\n",
                nlohmann::json{{"gpu", device.name}, {"sms", device.num_sms},
                               {"copy_gbps", copy_gbps}, {"shapes", rows},
+                              {"grouped", grouped_rows},
                               {"geomean_ratio_vs_cublaslt_block", geomean},
                               {"kernels_compiled", stats.kernels_compiled},
                               {"disk_hits", stats.disk_hits}}

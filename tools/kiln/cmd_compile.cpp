@@ -8,6 +8,7 @@
 #include "kiln/error.hpp"
 #include "kiln/runtime.hpp"
 #include "runtime_impl.hpp"
+#include "shapes.hpp"
 
 namespace kiln::cli {
 
@@ -30,7 +31,7 @@ const char* outcome_name(cache::Outcome outcome) {
 
 struct CompileOptions {
   std::string kind = "dense";
-  int m = 0, n = 0, k = 0, sms = 132;
+  int m = 0, n = 0, k = 0, groups = 1, sms = 132;
   std::string arch = "sm_90a";
   bool json = false;
 };
@@ -40,8 +41,13 @@ struct CompileOptions {
 void add_compile(CLI::App& app, std::function<int()>* run) {
   auto* cmd = app.add_subcommand("compile", "Compile the kernel for one shape (no GPU needed)");
   auto o = std::make_shared<CompileOptions>();
-  cmd->add_option("--kind", o->kind, "Kernel kind")->check(CLI::IsMember({"dense"}));
-  cmd->add_option("--m", o->m, "Rows of A and D (picks the configuration)")
+  cmd->add_option("--kind", o->kind, "Kernel kind")
+      ->check(CLI::IsMember({"dense", "grouped-contiguous", "grouped-offsets", "grouped-masked"}))
+      ->capture_default_str();
+  cmd->add_option("--groups", o->groups, "Groups (experts) of a grouped kind")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--m", o->m,
+                  "Rows of A and D; grouped: rows per group (masked: expected rows per group)")
       ->required()->check(CLI::PositiveNumber);
   cmd->add_option("--n", o->n, "Rows of B, columns of D")->required()->check(CLI::PositiveNumber);
   cmd->add_option("--k", o->k, "Reduction dimension")->required()->check(CLI::PositiveNumber);
@@ -53,11 +59,16 @@ void add_compile(CLI::App& app, std::function<int()>* run) {
     *run = [o] {
       gemm::KernelSpec spec;
       spec.arch = parse_arch(o->arch);
+      spec.kind = kernel_kind(o->kind);
       spec.n = o->n, spec.k = o->k;
+      if (spec.kind == gemm::Kind::kDense && o->groups != 1)
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("--groups {} is for grouped kinds; --kind dense has one group",
+                                o->groups));
       if (o->n % 8 != 0 || o->k % 16 != 0)
         throw Error(ErrorCode::kInvalidArgument,
                     fmt::format("--n {} --k {}: N must be a multiple of 8 and K of 16", o->n, o->k));
-      spec.config = gemm::heuristic_config(o->m, o->n, o->k, o->sms);
+      spec.config = gemm::heuristic_config(o->m * o->groups, o->n, o->k, o->sms, spec.kind);
       const CompiledKernel c = Runtime::instance().impl().compile(spec);
       const cache::Manifest& m = c.entry.manifest;
       const std::string cubin =

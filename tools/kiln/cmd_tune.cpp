@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <functional>
+#include <memory>
 #include <random>
 
 #include "bench/harness.hpp"
@@ -70,7 +72,8 @@ int run_tune(const TuneOptions& o) {
   for (size_t i = 0; i < shapes.size(); ++i) {
     const ShapeSpec& s = shapes[i];
     progress.update(i, fmt::format("{}x{}x{}", s.m, s.n, s.k));
-    if (!o.force && db.find_tuned(device.name, device.num_sms, gemm::Kind::kDense, s.n, s.k, s.m)) {
+    if (!o.force && db.find_tuned(device.name, device.num_sms, kernel_kind(s.kind), s.n, s.k,
+                                  config_m(s))) {
       ++skipped;
       continue;
     }
@@ -78,31 +81,52 @@ int run_tune(const TuneOptions& o) {
       left = static_cast<int>(shapes.size() - i);
       break;
     }
-    const gemm::Config heuristic = gemm::heuristic_config(s.m, s.n, s.k, device.num_sms);
-    std::vector<gemm::Config> candidates = gemm::candidate_configs(s.n, s.k);
+    const gemm::Kind kind = kernel_kind(s.kind);
+    const int cm = config_m(s);
+    const gemm::Config heuristic = gemm::heuristic_config(cm, s.n, s.k, device.num_sms, kind);
+    std::vector<gemm::Config> candidates = gemm::candidate_configs(s.n, s.k, kind);
     std::sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
-      return estimate(a, s.m, s.n, s.k, device.num_sms) <
-             estimate(b, s.m, s.n, s.k, device.num_sms);
+      return estimate(a, cm, s.n, s.k, device.num_sms) < estimate(b, cm, s.n, s.k, device.num_sms);
     });
     if (o.top > 0 && static_cast<int>(candidates.size()) > o.top) candidates.resize(o.top);
     if (std::find(candidates.begin(), candidates.end(), heuristic) == candidates.end())
       candidates.push_back(heuristic);
 
-    bench::Fp8Buffers buf(s.m, s.n, s.k, rng);
-    const GemmFp8Args args = buf.args();
+    // The problem to time, dense or grouped (then all groups full: masked_m = m).
+    std::function<void(const gemm::Config*)> run;
+    std::unique_ptr<bench::Fp8Buffers> dense;
+    std::unique_ptr<bench::GroupedBuffers> grouped;
+    if (kind == gemm::Kind::kDense) {
+      dense = std::make_unique<bench::Fp8Buffers>(s.m, s.n, s.k, rng);
+      run = [&, args = dense->args()](const gemm::Config* c) {
+        gemm::launch_fp8(runtime, args, c, stream);
+      };
+    } else {
+      const GroupedLayout layout = kind == gemm::Kind::kGroupedMasked
+                                       ? GroupedLayout::kMasked
+                                       : kind == gemm::Kind::kGroupedByRow
+                                             ? GroupedLayout::kContiguousByRow
+                                             : GroupedLayout::kContiguousByOffset;
+      grouped = std::make_unique<bench::GroupedBuffers>(layout, s.groups, s.m, s.n, s.k, rng);
+      GroupedGemmFp8Args args = grouped->args();
+      if (layout == GroupedLayout::kMasked) args.expected_m = s.m;
+      run = [&, args](const gemm::Config* c) {
+        gemm::launch_fp8_grouped(runtime, args, c, stream);
+      };
+    }
     double heuristic_us = NAN, best_us = INFINITY;
     gemm::Config best = heuristic;
     int timed = 0;
     for (const gemm::Config& c : candidates) {
       gemm::KernelSpec spec;
-      spec.n = s.n, spec.k = s.k, spec.config = c;
+      spec.kind = kind, spec.n = s.n, spec.k = s.k, spec.config = c;
       try {
         const CompiledKernel compiled = rt.compile(spec);  // prunes spilling kernels (throws)
         if (compiled.entry.manifest.dynamic_smem_bytes > gemm::kSharedMemoryLimit) continue;
       } catch (const Error&) {
         continue;
       }
-      const double us = timer.median_us(o.iters, [&] { gemm::launch_fp8(runtime, args, &c, stream); });
+      const double us = timer.median_us(o.iters, [&] { run(&c); });
       ++timed;
       if (o.verbose && !o.json)
         fmt::print("      {:>5} {:>6} {:>6}   {:<40} {:>9.1f} us\n", s.m, s.n, s.k,
@@ -112,7 +136,7 @@ int run_tune(const TuneOptions& o) {
     }
     gemm::TunedEntry entry;
     entry.device = device.name, entry.sms = device.num_sms, entry.n = s.n, entry.k = s.k;
-    entry.m_tuned = s.m, entry.config = best, entry.us = best_us;
+    entry.kind = kind, entry.m_tuned = cm, entry.config = best, entry.us = best_us;
     entry.heuristic_us = heuristic_us;
     db.upsert(entry);
     std::string error;

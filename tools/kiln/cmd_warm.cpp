@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <tuple>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -30,16 +31,21 @@ int run_warm(const WarmOptions& o) {
   const int arch = parse_arch(o.arch);
   std::vector<ShapeSpec> shapes = o.shapes_file.empty() ? model_shapes(o.model)
                                                         : load_shapes_file(o.shapes_file);
-  std::map<std::pair<int, int>, int> max_m;  // (n, k) -> largest M
-  for (const auto& s : shapes) max_m[{s.n, s.k}] = std::max(max_m[{s.n, s.k}], s.m);
+  std::map<std::tuple<gemm::Kind, int, int>, int> max_m;  // (kind, n, k) -> largest M
+  for (const auto& s : shapes) {
+    int& top = max_m[{kernel_kind(s.kind), s.n, s.k}];
+    top = std::max(top, config_m(s));
+  }
   std::vector<gemm::KernelSpec> specs;
-  for (const auto& [nk, m_max] : max_m)
-    for (int m : gemm::heuristic_m_breakpoints(m_max, nk.first, nk.second, o.sms)) {
+  for (const auto& [key, m_max] : max_m) {
+    const auto [kind, n, k] = key;
+    for (int m : gemm::heuristic_m_breakpoints(m_max, n, k, o.sms, kind)) {
       gemm::KernelSpec spec;
-      spec.arch = arch, spec.n = nk.first, spec.k = nk.second;
-      spec.config = gemm::heuristic_config(m, nk.first, nk.second, o.sms);
+      spec.kind = kind, spec.arch = arch, spec.n = n, spec.k = k;
+      spec.config = gemm::heuristic_config(m, n, k, o.sms, kind);
       if (std::find(specs.begin(), specs.end(), spec) == specs.end()) specs.push_back(spec);
     }
+  }
 
   std::unique_ptr<Runtime> own;
   Runtime* runtime = &Runtime::instance();

@@ -18,8 +18,13 @@ namespace {
 }
 
 void check_shape(const ShapeSpec& s, const std::string& origin, int line) {
-  if (s.kind != "dense")
-    bad(origin, line, fmt::format("unknown kind '{}' (known: dense)", s.kind));
+  try {
+    kernel_kind(s.kind);
+  } catch (const Error& e) {
+    bad(origin, line, e.what());
+  }
+  if (s.kind == "dense" && s.groups != 1)
+    bad(origin, line, fmt::format("G={}: a dense shape has one group", s.groups));
   if (s.m <= 0 || s.n <= 0 || s.k <= 0 || s.groups <= 0)
     bad(origin, line, fmt::format("M={} N={} K={} G={}: all must be positive", s.m, s.n, s.k,
                                   s.groups));
@@ -100,6 +105,17 @@ std::vector<ShapeSpec> load_shapes_file(const std::string& path) {
   return parse_shapes(text.str(), path);
 }
 
+gemm::Kind kernel_kind(const std::string& kind) {
+  if (kind == "dense") return gemm::Kind::kDense;
+  if (kind == "grouped-contiguous") return gemm::Kind::kGroupedByRow;
+  if (kind == "grouped-offsets") return gemm::Kind::kGroupedByOffset;
+  if (kind == "grouped-masked") return gemm::Kind::kGroupedMasked;
+  throw Error(ErrorCode::kInvalidArgument,
+              fmt::format("unknown kind '{}' (known: dense, grouped-contiguous, "
+                          "grouped-offsets, grouped-masked)",
+                          kind));
+}
+
 std::vector<std::string> known_models() { return {"deepseek-v3"}; }
 
 std::vector<ShapeSpec> model_shapes(const std::string& model) {
@@ -113,6 +129,13 @@ std::vector<ShapeSpec> model_shapes(const std::string& model) {
   for (const auto& s : nk)
     for (int m : {1, 16, 64, 128, 256, 1024, 4096, 8192})
       shapes.push_back({"dense", m, s[0], s[1], 1});
+  // MoE experts (sharded): contiguous for prefill and training, masked for decode.
+  const int contiguous[][4] = {{4, 8192, 4096, 7168}, {4, 8192, 7168, 2048},
+                               {8, 4096, 4096, 7168}, {8, 4096, 7168, 2048}};
+  for (const auto& g : contiguous) shapes.push_back({"grouped-contiguous", g[1], g[2], g[3], g[0]});
+  const int masked[][4] = {{1, 1024, 4096, 7168}, {2, 512, 4096, 7168}, {4, 256, 4096, 7168},
+                           {4, 256, 7168, 2048},  {16, 256, 4096, 7168}};
+  for (const auto& g : masked) shapes.push_back({"grouped-masked", g[1], g[2], g[3], g[0]});
   return shapes;
 }
 

@@ -4,13 +4,22 @@
 #include <string>
 #include <vector>
 
+#include "gemm/config.hpp"
+
 namespace kiln::cli {
 
+// kind: dense | grouped-contiguous | grouped-offsets | grouped-masked. For grouped kinds M
+// is the rows per group (masked: the expected rows per group) and G the number of groups.
 struct ShapeSpec {
-  std::string kind = "dense";  // dense
+  std::string kind = "dense";
   int m = 0, n = 0, k = 0;
   int groups = 1;
 };
+
+// The kernel kind of a shape's kind name; throws kiln::Error for an unknown name.
+gemm::Kind kernel_kind(const std::string& kind);
+// The M a shape's configuration is chosen for (rows of A in all groups).
+inline int config_m(const ShapeSpec& s) { return s.m * s.groups; }
 
 // Throws kiln::Error(kInvalidArgument) naming the file, line number and problem.
 std::vector<ShapeSpec> parse_shapes(const std::string& text, const std::string& origin);

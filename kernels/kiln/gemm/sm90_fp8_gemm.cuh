@@ -1,6 +1,8 @@
 // sm90_fp8_gemm: D[M,N] (BF16) = A[M,K] (E4M3) * B[N,K]^T (E4M3) with DeepSeek-V3 scaling:
 // SA[m, kb] per 1x128 group of A, SB[nb, kb] per 128x128 block of B. N and K are compile-time
 // constants of the instantiation; M is a run-time argument.
+// Grouped kinds (MoE, see GemmKind): B is [G, N, K] and SB [G, ...]; each tile belongs to
+// one group, reads that group's B, and stores only its valid rows.
 //
 // Warp roles, kBlockM / 64 + 1 warpgroups:
 //   math warpgroups 0..kBlockM/64-1: each owns 64 rows of the kBlockM x kBlockN tile. Per
@@ -26,6 +28,7 @@
 //     through distributed shared memory (epilogue/split_k_reduce.cuh). One tile per cluster.
 #pragma once
 #include "kiln/common.cuh"
+#include "kiln/epilogue/bf16_masked_store.cuh"
 #include "kiln/epilogue/bf16_tma_store.cuh"
 #include "kiln/epilogue/split_k_reduce.cuh"
 #include "kiln/ptx/cluster.cuh"
@@ -51,13 +54,14 @@ struct Fp8GemmSmem {
   static constexpr int kTotal = 1024 + kStages * kStage + kD + kScales + kBarriers;
 };
 
-template <int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM, int kMulticastN,
-          int kSplitK>
+template <int kKind, int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM,
+          int kMulticastN, int kSplitK>
 __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     sm90_fp8_gemm(const __grid_constant__ TensorMap tmap_a, const __grid_constant__ TensorMap tmap_b,
                   const __grid_constant__ TensorMap tmap_d, const float* __restrict__ sa,
                   const float* __restrict__ sb, u16* __restrict__ d, int m, i64 sa_stride_m,
-                  i64 sa_stride_k, i64 sb_stride, i64 ldd) {
+                  i64 sa_stride_k, i64 sb_stride, i64 ldd, const int* __restrict__ group_info,
+                  int num_groups, int group_rows, i64 sa_group_stride, i64 sb_group_stride) {
   constexpr int kMathWarpgroups = kBlockM / 64;
   constexpr int kThreads = (kMathWarpgroups + 1) * 128;
   constexpr int kKBlocks = ceil_div(kK, 128);
@@ -70,7 +74,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   static_assert(kMulticastN == 1 || kSplitK == 1, "multicast and split-K are not combined");
   static_assert(kMulticastN == 1 || kMulticastN == 2, "multicast pairs only");
   static_assert(kSplitK <= kKBlocks, "every split needs at least one K block");
-  static_assert(Smem::kTotal <= 232448, "shared memory exceeds the sm_90 limit");
+  static_assert(kKind == kDense || (kMulticastN == 1 && kSplitK == 1),
+                "grouped kernels use neither multicast nor split-K");
+  static_assert(Smem::kTotal + (kKind >= kGroupedByOffset ? 4 * (kMaxGroups + 1) : 0) <= 232448,
+                "shared memory exceeds the sm_90 limit");
+  __shared__ int group_prefix[kKind >= kGroupedByOffset ? kMaxGroups + 1 : 1];
 
   extern __shared__ u8 smem_raw[];
   u8* smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
@@ -87,7 +95,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   if (threadIdx.x == 0) {
     ptx::tma_prefetch_descriptor(&tmap_a);
     ptx::tma_prefetch_descriptor(&tmap_b);
-    if constexpr (kSplitK == 1) ptx::tma_prefetch_descriptor(&tmap_d);
+    if constexpr (kSplitK == 1 && kKind == kDense) ptx::tma_prefetch_descriptor(&tmap_d);
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(&full[s], 1 + 32);  // TMA thread + the scale warp's lanes
@@ -99,10 +107,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   if constexpr (kClusterSize > 1) ptx::cluster_sync();  // partners see initialized barriers
   else __syncthreads();
 
-  TileScheduler<kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN> scheduler(m);
-  int m_block = 0, n_block = 0;
+  TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN> scheduler(
+      m, group_info, num_groups, group_rows, group_prefix);
+  Tile tile{};
   // Split-K: every thread learns the cluster's one tile up front (all of them reduce it).
-  bool split_tile = kSplitK > 1 && scheduler.next(m_block, n_block);
+  bool split_tile = kSplitK > 1 && scheduler.next(tile);
   const bool has_split_tile = split_tile;
   auto next_tile = [&]() -> bool {
     if constexpr (kSplitK > 1) {
@@ -110,8 +119,13 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       split_tile = false;
       return pending;
     } else {
-      return scheduler.next(m_block, n_block);
+      return scheduler.next(tile);
     }
+  };
+  // A tile's B rows and scales: group g's B is rows [g * kN, (g + 1) * kN) of the 2D map.
+  // n_block can be one past the end in a multicast pair: clamp the scale row it reads.
+  auto sb_of = [&](const Tile& t) {
+    return sb + t.group * sb_group_stride + min(t.n_block * kBlockN, kN - 1) / 128 * sb_stride;
   };
   // With split-K each CTA of the cluster takes one K range of the same tile.
   const int kb_begin = kSplitK > 1 ? int(rank) * kKBlocksPerSplit : 0;
@@ -126,15 +140,17 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       int stage = 0;
       u32 phase = 0;
       while (next_tile()) {
-        const int m0 = m_block * kBlockM;
-        const float* sb_n = sb + min(n_block * kBlockN, kN - 1) / 128 * sb_stride;
+        const float* sb_n = sb_of(tile);
+        const float* sa_g = sa + tile.group * sa_group_stride;
         for (int kb = kb_begin; kb < kb_end; ++kb) {
           ptx::mbarrier_wait(&empty[stage], phase ^ 1);
 #pragma unroll
           for (int i = lane; i < kBlockM; i += 32) {
-            const bool valid = m0 + i < m;
+            const bool valid = i < tile.rows;
             ptx::cp_async_4(&smem_sa[stage * kBlockM + i],
-                            sa + (valid ? m0 + i : 0) * sa_stride_m + kb * sa_stride_k, valid);
+                            sa_g + (valid ? tile.local_row0 + i : 0) * sa_stride_m +
+                                kb * sa_stride_k,
+                            valid);
           }
           if (lane == 0) ptx::cp_async_4(&smem_sb[stage], sb_n + kb, true);
           ptx::cp_async_mbarrier_arrive_noinc(&full[stage]);
@@ -151,11 +167,12 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           if constexpr (kMulticastN == 2) {
             constexpr int kHalf = kBlockM / 2;
             ptx::tma_load_2d_multicast(smem_a(stage) + rank * kHalf * 128, &tmap_a, &full[stage],
-                                       kb * 128, m_block * kBlockM + rank * kHalf, 0b11);
+                                       kb * 128, tile.row0 + rank * kHalf, 0b11);
           } else {
-            ptx::tma_load_2d(smem_a(stage), &tmap_a, &full[stage], kb * 128, m_block * kBlockM);
+            ptx::tma_load_2d(smem_a(stage), &tmap_a, &full[stage], kb * 128, tile.row0);
           }
-          ptx::tma_load_2d(smem_b(stage), &tmap_b, &full[stage], kb * 128, n_block * kBlockN);
+          ptx::tma_load_2d(smem_b(stage), &tmap_b, &full[stage], kb * 128,
+                           tile.group * kN + tile.n_block * kBlockN);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
       }
@@ -216,12 +233,20 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 
       if constexpr (kSplitK > 1) {
         store_partial<kBlockN>(total, reinterpret_cast<float*>(smem_d), warpgroup);
+      } else if constexpr (kKind == kDense) {
+        store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, tile.row0,
+                                          tile.n_block * kBlockN);
       } else {
-        store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, m_block * kBlockM,
-                                          n_block * kBlockN);
+        const Tile t = tile;
+        store_tile_bf16_masked<kBlockM, kBlockN, kN>(
+            total, smem_d, d, ldd, warpgroup, t.row0, t.n_block * kBlockN, [&](int r) {
+              if (r >= t.rows) return false;
+              if constexpr (kKind == kGroupedByRow) return __ldg(group_info + t.row0 + r) == t.group;
+              return true;
+            });
       }
     }
-    if constexpr (kSplitK == 1)
+    if constexpr (kSplitK == 1 && kKind == kDense)
       if (tid == 0) ptx::tma_store_wait_all();
   }
 
@@ -229,8 +254,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     ptx::cluster_sync();  // all partials written
     if (has_split_tile)
       reduce_partials<kBlockM, kBlockN, kSplitK, kThreads, kN>(
-          reinterpret_cast<const float*>(smem_d), d, ldd, m, m_block * kBlockM,
-          n_block * kBlockN, rank);
+          reinterpret_cast<const float*>(smem_d), d, ldd, m, tile.row0,
+          tile.n_block * kBlockN, rank);
     ptx::cluster_sync();  // all reads of partner partials done
   } else if constexpr (kMulticastN > 1) {
     ptx::cluster_sync();  // no CTA exits while its partner may still signal its barriers

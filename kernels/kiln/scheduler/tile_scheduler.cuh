@@ -1,43 +1,144 @@
-// Static tile scheduler over clusters. A work unit is one block-row of A (m_block) and
-// kMulticastN adjacent block-columns of B, one per CTA of the cluster (which share the A
-// tile by TMA multicast); with split-K every CTA of the cluster takes the same tile.
-// Cluster c takes units c, c + clusters, c + 2 * clusters, ... (persistent when the grid is
-// smaller than the work). Units are numbered in groups of kGroupM block-rows, M fastest
-// inside a group, so the CTAs running at one time share a few A and B blocks in L2.
+// Tile schedulers. A tile is kBlockM rows of one group (expert) times one kBlockN block of
+// N; its rows are [row0, row0 + rows) of A and D (rows < kBlockM only at a group's end).
+//
+// Work units are numbered in groups of kGroupM block-rows, M fastest inside a group, so the
+// CTAs running at one time share a few A and B blocks in L2. Cluster c takes units c,
+// c + clusters, ... (persistent when the grid is smaller than the work). With multicast a
+// unit is kMulticastN adjacent N blocks, one per CTA of the pair (which share the A tile);
+// with split-K every CTA of the cluster takes the same tile.
 #pragma once
 #include "kiln/common.cuh"
 
 namespace kiln {
 
-template <int kBlockM, int kNumNBlocks, int kGroupM, int kClusterSize, int kMulticastN>
+// How the rows of A map to groups.
+enum GemmKind : int {
+  kDense = 0,            // one group of m rows
+  kGroupedByRow = 1,     // contiguous: int group_info[m], each row's group, -1 = padding
+  kGroupedByOffset = 2,  // contiguous: int group_info[G + 1], group g = rows [o[g], o[g+1])
+  kGroupedMasked = 3,    // masked: int group_info[G] valid rows of each group, group g at
+                         // rows [g * group_rows, g * group_rows + group_info[g])
+};
+
+inline constexpr int kMaxGroups = 1024;
+
+struct Tile {
+  int group;
+  int row0;        // first row in A and D
+  int local_row0;  // first row within the group (what SA's group stride is relative to)
+  int rows;        // valid rows from row0 (the rest are padding or another group's)
+  int n_block;
+};
+
+__device__ __forceinline__ int unit_m_block(int unit, int units_per_group_rows, int n_groups,
+                                            int num_m_blocks, int group_m, int& n_group) {
+  const int band = unit / units_per_group_rows;
+  const int first_m = band * group_m;
+  const int rows_in_band = min(group_m, num_m_blocks - first_m);
+  const int in_band = unit - band * units_per_group_rows;
+  n_group = in_band / rows_in_band;
+  (void)n_groups;
+  return first_m + in_band % rows_in_band;
+}
+
+template <int kKind, int kBlockM, int kNumNBlocks, int kGroupM, int kClusterSize,
+          int kMulticastN>
 struct TileScheduler {
   static constexpr int kNumNGroups = ceil_div(kNumNBlocks, kMulticastN);
+  const int* group_info;
+  int group_rows;
+  int num_groups;
+  int m;
   int num_m_blocks;
-  int num_units;
   int next_unit;
   int rank;
+  int* prefix;  // grouped by offset / masked: m-blocks before each group, in shared memory
 
-  __device__ __forceinline__ explicit TileScheduler(int m)
-      : num_m_blocks(ceil_div(m, kBlockM)),
-        num_units(ceil_div(m, kBlockM) * kNumNGroups),
-        next_unit(blockIdx.x / kClusterSize),
-        rank(blockIdx.x % kClusterSize) {}
+  // prefix_smem: kMaxGroups + 1 ints of shared memory for the grouped-by-offset and masked
+  // kinds; every thread of the CTA must construct the scheduler (it synchronizes).
+  __device__ __forceinline__ TileScheduler(int m_, const int* info, int groups, int g_rows,
+                                           int* prefix_smem)
+      : group_info(info), group_rows(g_rows), num_groups(groups), m(m_), num_m_blocks(0),
+        next_unit(blockIdx.x / kClusterSize), rank(blockIdx.x % kClusterSize),
+        prefix(prefix_smem) {
+    if constexpr (kKind == kGroupedByOffset || kKind == kGroupedMasked) {
+      // Warp 0 scans the per-group block counts: lane l owns a contiguous run of groups.
+      if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        const int per_lane = ceil_div(groups, 32);
+        const int g0 = min(groups, lane * per_lane), g1 = min(groups, g0 + per_lane);
+        int sum = 0;
+        for (int g = g0; g < g1; ++g) sum += ceil_div(group_row_count(g), kBlockM);
+        int inclusive = sum;
+#pragma unroll
+        for (int offset = 1; offset < 32; offset *= 2) {
+          const int other = __shfl_up_sync(0xffffffff, inclusive, offset);
+          if (lane >= offset) inclusive += other;
+        }
+        int running = inclusive - sum;
+        for (int g = g0; g < g1; ++g) {
+          prefix[g] = running;
+          running += ceil_div(group_row_count(g), kBlockM);
+        }
+        if (lane == 31) prefix[groups] = inclusive;
+      }
+      __syncthreads();
+      num_m_blocks = prefix[groups];
+    } else {
+      num_m_blocks = ceil_div(m, kBlockM);
+    }
+  }
 
-  // n_block may be kNumNBlocks (past the end) for the last CTA of a multicast pair when
-  // kNumNBlocks is odd: it still loads its half of A for its partner; its B tile is out of
-  // bounds (zeros) and its store is clipped.
-  __device__ __forceinline__ bool next(int& m_block, int& n_block) {
-    const int unit = next_unit;
-    if (unit >= num_units) return false;
-    next_unit += gridDim.x / kClusterSize;
-    const int units_per_group = kGroupM * kNumNGroups;
-    const int group = unit / units_per_group;
-    const int first_m = group * kGroupM;
-    const int rows_in_group = min(kGroupM, num_m_blocks - first_m);
-    const int in_group = unit - group * units_per_group;
-    m_block = first_m + in_group % rows_in_group;
-    n_block = (in_group / rows_in_group) * kMulticastN + (kMulticastN > 1 ? rank : 0);
-    return true;
+  __device__ __forceinline__ int group_row_count(int g) const {
+    if constexpr (kKind == kGroupedByOffset) return __ldg(group_info + g + 1) - __ldg(group_info + g);
+    else return min(max(__ldg(group_info + g), 0), group_rows);
+  }
+
+  __device__ __forceinline__ int num_units() const { return num_m_blocks * kNumNGroups; }
+
+  __device__ __forceinline__ bool next(Tile& tile) {
+    const int units = num_units();
+    while (next_unit < units) {
+      const int unit = next_unit;
+      next_unit += gridDim.x / kClusterSize;
+      int n_group = 0;
+      const int mb = unit_m_block(unit, kGroupM * kNumNGroups, kNumNGroups, num_m_blocks,
+                                  kGroupM, n_group);
+      tile.n_block = n_group * kMulticastN + (kMulticastN > 1 ? rank : 0);
+      if constexpr (kKind == kDense) {
+        tile.group = 0;
+        tile.row0 = tile.local_row0 = mb * kBlockM;
+        tile.rows = min(kBlockM, m - tile.row0);
+        return true;
+      } else if constexpr (kKind == kGroupedByRow) {
+        // Groups start at multiples of the alignment (>= kBlockM): a block holds one group
+        // and then padding, so its first row names the group; an all-padding block is skipped.
+        tile.row0 = tile.local_row0 = mb * kBlockM;
+        tile.group = __ldg(group_info + tile.row0);
+        tile.rows = min(kBlockM, m - tile.row0);
+        if (tile.group >= 0) return true;
+      } else {
+        int lo = 0, hi = num_groups - 1;  // the group g with prefix[g] <= mb < prefix[g + 1]
+        while (lo < hi) {
+          const int mid = (lo + hi + 1) / 2;
+          if (prefix[mid] <= mb) lo = mid;
+          else hi = mid - 1;
+        }
+        const int local_block = mb - prefix[lo];
+        tile.group = lo;
+        tile.local_row0 = local_block * kBlockM;
+        const int count = group_row_count(lo);
+        tile.rows = min(kBlockM, count - tile.local_row0);
+        if constexpr (kKind == kGroupedByOffset) {
+          tile.row0 = __ldg(group_info + lo) + tile.local_row0;
+          tile.local_row0 = tile.row0;  // SA rows are absolute for the contiguous layout
+        } else {
+          tile.row0 = lo * group_rows + tile.local_row0;
+        }
+        return true;
+      }
+    }
+    return false;
   }
 };
 

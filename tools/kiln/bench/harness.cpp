@@ -62,6 +62,50 @@ GemmFp8Args Fp8Buffers::args() const {
   return args;
 }
 
+GroupedBuffers::GroupedBuffers(GroupedLayout layout_, int groups_, int m_, int n_, int k_,
+                               std::mt19937_64& rng)
+    : layout(layout_), groups(groups_), m(m_), n(n_), k(k_) {
+  const int align = grouped_m_alignment();
+  const int rows_per_group =
+      layout == GroupedLayout::kMasked ? m : (m + align - 1) / align * align;
+  const size_t rows = size_t(rows_per_group) * groups;
+  const int kb = (k + 127) / 128, nb = (n + 127) / 128;
+  a = driver::DeviceBuffer(rows * k);
+  b = driver::DeviceBuffer(size_t(groups) * n * k);
+  sa = driver::DeviceBuffer(rows * kb * 4);
+  sb = driver::DeviceBuffer(size_t(groups) * nb * kb * 4);
+  d = driver::DeviceBuffer(rows * n * 2);
+  a.upload(gemm::random_e4m3(rows * k, rng));
+  b.upload(gemm::random_e4m3(size_t(groups) * n * k, rng));
+  sa.upload(gemm::random_scales(rows * kb, rng));
+  sb.upload(gemm::random_scales(size_t(groups) * nb * kb, rng));
+  std::vector<int> group_info;
+  if (layout == GroupedLayout::kMasked) {
+    group_info.assign(groups, m);
+  } else if (layout == GroupedLayout::kContiguousByRow) {
+    group_info.assign(rows, -1);
+    for (int g = 0; g < groups; ++g)
+      std::fill(group_info.begin() + size_t(g) * rows_per_group,
+                group_info.begin() + size_t(g) * rows_per_group + m, g);
+  } else {
+    for (int g = 0; g <= groups; ++g) group_info.push_back(g * m);
+  }
+  info = driver::DeviceBuffer(group_info.size() * 4);
+  info.upload(group_info);
+}
+
+GroupedGemmFp8Args GroupedBuffers::args() const {
+  GroupedGemmFp8Args x;
+  x.layout = layout, x.num_groups = groups, x.n = n, x.k = k;
+  const int align = grouped_m_alignment();
+  x.m = layout == GroupedLayout::kMasked ? m
+        : layout == GroupedLayout::kContiguousByRow ? (m + align - 1) / align * align * groups
+                                                    : m * groups;
+  x.a = a.get_as(), x.b = b.get_as(), x.sa = sa.get_as<float>(), x.sb = sb.get_as<float>();
+  x.d = d.get_as(), x.group_info = info.get_as<int>();
+  return x;
+}
+
 std::vector<uint16_t> random_bf16(size_t count, std::mt19937_64& rng) {
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   std::vector<uint16_t> out(count);

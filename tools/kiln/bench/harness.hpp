@@ -52,6 +52,16 @@ struct Fp8Buffers {
   driver::DeviceBuffer a, b, sa, sb, d;
 };
 
+// A grouped problem: G groups of m rows each (contiguous: back to back, every group's start
+// aligned; masked: m rows reserved and all valid), B [G, n, k], random data.
+struct GroupedBuffers {
+  GroupedBuffers(GroupedLayout layout, int groups, int m, int n, int k, std::mt19937_64& rng);
+  GroupedGemmFp8Args args() const;
+  GroupedLayout layout;
+  int groups, m, n, k;
+  driver::DeviceBuffer a, b, sa, sb, d, info;
+};
+
 std::vector<uint16_t> random_bf16(size_t count, std::mt19937_64& rng);
 double rel_l2_bf16(const std::vector<uint16_t>& x, const std::vector<uint16_t>& ref);
 

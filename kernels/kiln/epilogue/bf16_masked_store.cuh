@@ -1,0 +1,48 @@
+// BF16 epilogue for grouped GEMMs: FP32 accumulators -> BF16 in shared memory (the swizzled
+// layout of bf16_tma_store.cuh) -> 16-byte stores of the valid rows only. Rows past a
+// group's end belong to padding or to another group, so a TMA store (which clips only at
+// the tensor's edge) cannot be used. Each math warpgroup stores its own 64 rows.
+#pragma once
+#include "kiln/common.cuh"
+#include "kiln/epilogue/bf16_tma_store.cuh"
+#include "kiln/ptx/sync.cuh"
+
+namespace kiln {
+
+// row_valid(r): r is a row of the tile (0 .. kBlockM - 1); columns past kN are skipped.
+template <int kBlockM, int kBlockN, int kN, typename RowValid>
+__device__ __forceinline__ void store_tile_bf16_masked(const float* acc, u8* smem_d, u16* d,
+                                                       i64 ldd, int warpgroup, int row0, int n0,
+                                                       RowValid row_valid) {
+  static_assert(kBlockN % 64 == 0, "64-column slabs");
+  constexpr int kSlabBytes = kBlockM * 128;
+  constexpr int kChunksPerRow = kBlockN / 8;  // 16-byte chunks
+  const int tid = threadIdx.x % 128;
+  const int warp = tid / 32, lane = tid % 32;
+  const int row = warpgroup * 64 + warp * 16 + lane / 4;
+  const int quad = lane % 4;
+
+  ptx::named_barrier_sync(1 + warpgroup, 128);  // the previous tile's reads are done
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; ++j) {
+    u8* slab = smem_d + (j / 8) * kSlabBytes;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = row + half * 8;
+      *reinterpret_cast<u32*>(slab + r * 128 + ((j % 8) ^ (r % 8)) * 16 + quad * 4) =
+          pack_bf16x2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+    }
+  }
+  ptx::named_barrier_sync(1 + warpgroup, 128);
+
+  for (int i = tid; i < 64 * kChunksPerRow; i += 128) {
+    const int r = warpgroup * 64 + i / kChunksPerRow;
+    const int c = i % kChunksPerRow;
+    if (!row_valid(r) || n0 + c * 8 >= kN) continue;
+    const uint4 v = *reinterpret_cast<const uint4*>(smem_d + (c / 8) * kSlabBytes + r * 128 +
+                                                    ((c % 8) ^ (r % 8)) * 16);
+    *reinterpret_cast<uint4*>(d + (row0 + r) * ldd + n0 + c * 8) = v;
+  }
+}
+
+}  // namespace kiln
