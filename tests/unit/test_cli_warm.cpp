@@ -337,3 +337,19 @@ TEST_CASE("kiln warm with M = INT32_MAX ends", "[unit][cli][warm][!shouldfail]")
   const Run r = cli.run({"warm", "--shapes", file.string(), "--json"}, 3);  // SIGALRM: fails
   CHECK((r.exit_code == 0 || r.exit_code == 2));
 }
+
+// BUG (tools/kiln/shapes.hpp, config_m: `return s.m * s.groups;`): each of M and G is checked
+// alone, so their product overflows int (undefined; in practice wraps to <= 0), cmd_warm.cpp
+// then keeps max(0, product) = 0 as the largest M and compiles nothing, exiting 0 with
+// "1 shapes -> 0 kernels". Expected: refused (exit 2), or at least one kernel compiled.
+TEST_CASE("kiln warm with M x G past INT32_MAX is not silently empty",
+          "[unit][cli][warm][!shouldfail]") {
+  WarmCli cli;
+  const fs::path file = cli.write("g.txt", "grouped-contiguous 65536 256 256 32768\n");
+  const Run r = cli.run({"warm", "--shapes", file.string(), "--json"}, 10);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  if (r.exit_code != 2) {
+    REQUIRE(r.exit_code == 0);
+    CHECK(json::parse(r.out).at("kernels").get<int>() >= 1);
+  }
+}
