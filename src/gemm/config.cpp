@@ -95,11 +95,17 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
 }
 
 std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms, Kind kind) {
+  // The heuristic depends on M only through M <= 64 and the number of 128-row blocks, and is
+  // constant once the tiles fill the machine several times over: visit one M per block-row
+  // count until then.
   std::vector<int> ms;
   Config last{};
-  for (int m = 1; m <= max_m; ++m) {
-    const Config c = heuristic_config(m, n, k, num_sms, kind);
-    if (ms.empty() || !(c == last)) ms.push_back(m), last = c;
+  for (int64_t m = 1; m <= max_m;) {
+    const Config c = heuristic_config(static_cast<int>(m), n, k, num_sms, kind);
+    if (ms.empty() || !(c == last)) ms.push_back(static_cast<int>(m)), last = c;
+    if (num_tiles(c, static_cast<int>(m), n) >= 4 * num_sms) break;
+    // the next M, or above 64 rows (128-row blocks) the first M of the next block-row
+    m = m <= 64 ? m + 1 : (m + 127) / 128 * 128 + 1;
   }
   return ms;
 }

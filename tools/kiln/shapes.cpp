@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <climits>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -28,6 +30,8 @@ void check_shape(const ShapeSpec& s, const std::string& origin, int line) {
   if (s.m <= 0 || s.n <= 0 || s.k <= 0 || s.groups <= 0)
     bad(origin, line, fmt::format("M={} N={} K={} G={}: all must be positive", s.m, s.n, s.k,
                                   s.groups));
+  if (int64_t{s.m} * s.groups > (int64_t{1} << 30))
+    bad(origin, line, fmt::format("M={} x G={} rows are too many (at most 2^30)", s.m, s.groups));
   if (s.n % 8 != 0) bad(origin, line, fmt::format("N={} is not a multiple of 8", s.n));
   if (s.k % 16 != 0) bad(origin, line, fmt::format("K={} is not a multiple of 16", s.k));
 }
@@ -61,16 +65,31 @@ std::vector<ShapeSpec> parse_shapes(const std::string& text, const std::string& 
     for (const auto& item : j) {
       ++index;
       ShapeSpec s;
+      // Integers only: 64.9, true or 2^32 + 64 are refused, not converted.
+      auto integer = [&](const char* name, int fallback, bool required) {
+        if (!item.is_object()) bad(origin, 0, fmt::format("entry {} is not an object", index));
+        if (!item.contains(name)) {
+          if (required) bad(origin, 0, fmt::format("entry {}: \"{}\" is missing", index, name));
+          return fallback;
+        }
+        const auto& v = item.at(name);
+        if (!v.is_number_integer() || v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX)
+          bad(origin, 0, fmt::format("entry {}: \"{}\" = {} is not a 32-bit integer", index, name,
+                                     v.dump()));
+        return static_cast<int>(v.get<int64_t>());
+      };
+      if (item.is_object() && item.contains("kind") && !item.at("kind").is_string())
+        bad(origin, 0, fmt::format("entry {}: \"kind\" is not a string", index));
+      s.kind = item.is_object() ? item.value("kind", std::string("dense")) : "";
+      s.m = integer("m", 0, true);
+      s.n = integer("n", 0, true);
+      s.k = integer("k", 0, true);
+      s.groups = integer("groups", 1, false);
       try {
-        s.kind = item.value("kind", std::string("dense"));
-        s.m = item.at("m").get<int>();
-        s.n = item.at("n").get<int>();
-        s.k = item.at("k").get<int>();
-        s.groups = item.value("groups", 1);
-      } catch (const nlohmann::json::exception& e) {
+        check_shape(s, origin, 0);
+      } catch (const Error& e) {
         bad(origin, 0, fmt::format("entry {}: {}", index, e.what()));
       }
-      check_shape(s, origin, 0);
       shapes.push_back(s);
     }
     return shapes;
