@@ -20,7 +20,6 @@ namespace {
 void launch(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::Problem& p,
             const DeviceInfo& device, CUstream stream) {
   const gemm::Config& c = kernel.spec.config;
-  const bool dense = p.kind == gemm::Kind::kDense;
   rt.configure(kernel, device.device);
   // With multicast each CTA of a pair loads half of the A tile.
   CUtensorMap tmap_a = gemm::make_tma_2d(p.a, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.k, p.a_rows,
@@ -29,11 +28,8 @@ void launch(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::Problem& p,
   CUtensorMap tmap_b = gemm::make_tma_2d(p.b, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.k,
                                          uint64_t(p.n) * p.num_groups, p.ldb, 128, c.block_n,
                                          CU_TENSOR_MAP_SWIZZLE_128B);
-  // Grouped kernels store rows themselves (masked); they never read this map.
-  CUtensorMap tmap_d = dense ? gemm::make_tma_2d(p.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, p.n,
-                                                 p.a_rows, p.ldd * 2, 64, 64,
-                                                 CU_TENSOR_MAP_SWIZZLE_128B)
-                             : CUtensorMap{};
+  CUtensorMap tmap_d = gemm::make_tma_2d(p.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, p.n, p.a_rows,
+                                         p.ldd * 2, 64, 64, CU_TENSOR_MAP_SWIZZLE_128B);
   const float* sa = p.sa;
   const float* sb = p.sb;
   void* d = p.d;

@@ -1,7 +1,7 @@
-// BF16 epilogue for grouped GEMMs: FP32 accumulators -> BF16 in shared memory (the swizzled
-// layout of bf16_tma_store.cuh) -> 16-byte stores of the valid rows only. Rows past a
-// group's end belong to padding or to another group, so a TMA store (which clips only at
-// the tensor's edge) cannot be used. Each math warpgroup stores its own 64 rows.
+// BF16 epilogue for a grouped GEMM's partial tile: FP32 accumulators -> BF16 in shared memory
+// (the swizzled layout of bf16_tma_store.cuh) -> 16-byte stores of the valid rows only. Rows
+// past a group's end belong to padding or to another group, which a TMA store (clipping only
+// at the tensor's edge) would overwrite. Each math warpgroup stores its own 64 rows.
 #pragma once
 #include "kiln/common.cuh"
 #include "kiln/epilogue/bf16_tma_store.cuh"

@@ -95,7 +95,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   if (threadIdx.x == 0) {
     ptx::tma_prefetch_descriptor(&tmap_a);
     ptx::tma_prefetch_descriptor(&tmap_b);
-    if constexpr (kSplitK == 1 && kKind == kDense) ptx::tma_prefetch_descriptor(&tmap_d);
+    if constexpr (kSplitK == 1) ptx::tma_prefetch_descriptor(&tmap_d);
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(&full[s], 1 + 32);  // TMA thread + the scale warp's lanes
@@ -237,16 +237,29 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, tile.row0,
                                           tile.n_block * kBlockN);
       } else {
+        // A full tile of one group (the common case) goes out by TMA like a dense one; a
+        // group's last, partial tile row by row. In the by-row layout a group's rows are
+        // contiguous from the tile's first row, so the tile is full if its last row is too.
         const Tile t = tile;
-        store_tile_bf16_masked<kBlockM, kBlockN, kN>(
-            total, smem_d, d, ldd, warpgroup, t.row0, t.n_block * kBlockN, [&](int r) {
-              if (r >= t.rows) return false;
-              if constexpr (kKind == kGroupedByRow) return __ldg(group_info + t.row0 + r) == t.group;
-              return true;
-            });
+        const bool full_tile =
+            t.rows == kBlockM &&
+            (kKind != kGroupedByRow || __ldg(group_info + t.row0 + kBlockM - 1) == t.group);
+        if (full_tile) {
+          store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, t.row0,
+                                            t.n_block * kBlockN);
+        } else {
+          if (tid == 0) ptx::tma_store_wait_read();  // an earlier TMA store may still read smem_d
+          store_tile_bf16_masked<kBlockM, kBlockN, kN>(
+              total, smem_d, d, ldd, warpgroup, t.row0, t.n_block * kBlockN, [&](int r) {
+                if (r >= t.rows) return false;
+                if constexpr (kKind == kGroupedByRow)
+                  return __ldg(group_info + t.row0 + r) == t.group;
+                return true;
+              });
+        }
       }
     }
-    if constexpr (kSplitK == 1 && kKind == kDense)
+    if constexpr (kSplitK == 1)
       if (tid == 0) ptx::tma_store_wait_all();
   }
 
