@@ -212,6 +212,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll
         for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
         ptx::wgmma_wait_group<0>();
+        __syncwarp();  // every lane's reads of the stage (its scales) precede the release
         if (lane == 0) {
           if constexpr (kMulticastN == 2) {
             ptx::mbarrier_arrive_cluster(&empty[stage], 0);
