@@ -75,6 +75,14 @@ TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu
     auto p = Fp8Problem::make(130, 1024, 640, ScaleLayout::kRowMajor, 704, 1040, 8);
     check_problem(*p);
   }
+  SECTION("the same shape on new buffers (cached TMA descriptors get the new addresses)") {
+    auto first = Fp8Problem::make(200, 1024, 1024);
+    check_problem(*first);
+    auto second = Fp8Problem::make(200, 1024, 1024);
+    check_problem(*second);
+    auto third = Fp8Problem::make(200, 1024, 1024);
+    check_problem(*third);
+  }
   SECTION("M = 0 launches nothing") {
     auto p = Fp8Problem::make(0, 256, 256);
     REQUIRE_NOTHROW(kiln::gemm_fp8(p->args(), nullptr));
