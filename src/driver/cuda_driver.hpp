@@ -19,7 +19,7 @@ namespace kiln::driver {
   X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize)                    \
   X(cuEventElapsedTime) X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate)   \
   X(cuGraphLaunch) X(cuGraphExecDestroy) X(cuGraphDestroy) X(cuMemcpyHtoDAsync) \
-  X(cuMemcpyDtoDAsync) X(cuMemsetD32Async) X(cuOccupancyMaxActiveClusters) X(cuTensorMapReplaceAddress)
+  X(cuMemcpyDtoDAsync) X(cuMemsetD32Async) X(cuOccupancyMaxActiveClusters)
 
 struct Driver {
 #define KILN_DECLARE(name) decltype(&::name) name = nullptr;

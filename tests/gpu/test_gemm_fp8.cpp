@@ -127,12 +127,12 @@ TEST_CASE("a new runtime loads kernels from the disk cache without compiling", "
   std::filesystem::remove_all(dir);
   auto p = Fp8Problem::make(64, 2112, 7168);
   {
-    kiln::Runtime first(kiln::RuntimeOptions{dir.string(), true});
+    kiln::Runtime first(kiln::RuntimeOptions{dir.string(), true, ""});
     kiln::gemm_fp8(first, p->args(), nullptr);
     CHECK(first.stats().kernels_compiled == 1);
     CHECK(first.stats().disk_hits == 0);
   }
-  kiln::Runtime second(kiln::RuntimeOptions{dir.string(), true});
+  kiln::Runtime second(kiln::RuntimeOptions{dir.string(), true, ""});
   p->poison_d();
   kiln::gemm_fp8(second, p->args(), nullptr);
   CHECK(second.stats().kernels_compiled == 0);
@@ -148,7 +148,7 @@ TEST_CASE("CUDA graph capture: warmed kernels replay, cold ones are refused", "[
   const auto& cu = kiln::driver::get();
   CUstream stream = nullptr;
   KILN_CU(cu.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
-  kiln::Runtime runtime(kiln::RuntimeOptions{"", false});
+  kiln::Runtime runtime(kiln::RuntimeOptions{"", false, ""});
 
   auto p = Fp8Problem::make(96, 4096, 7168);
   kiln::warm_up_gemm_fp8(runtime, 256, 4096, 7168);

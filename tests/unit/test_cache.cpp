@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -24,36 +23,17 @@
 #include "cache/lock.hpp"
 #include "cache/manifest.hpp"
 #include "cache/store.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace kiln::cache;
+using kiln::test::read_text;
+using kiln::test::ScopedEnv;
+using kiln::test::TempDir;
+using kiln::test::write_text;
 using namespace std::chrono_literals;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kiln-cache-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;  // a test may have left a read-only directory behind
-    for (auto it = fs::recursive_directory_iterator(path_, ec); !ec && it != fs::end(it);
-         it.increment(ec)) {
-      if (it->is_directory(ec)) fs::permissions(it->path(), fs::perms::owner_all,
-                                                fs::perm_options::add, ec);
-    }
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Sends the "kiln" logger's output to a string for the lifetime of the object.
 class CapturedLog {
@@ -97,42 +77,6 @@ class CapturedLog {
   spdlog::level::level_enum old_level_ = spdlog::level::info;
   bool created_ = false;
 };
-
-// Sets (or, with nullptr, unsets) an environment variable until the end of the scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_old_ = old != nullptr;
-    if (had_old_) old_ = old;
-    set(value);
-  }
-  ~ScopedEnv() { set(had_old_ ? old_.c_str() : nullptr); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  void set(const char* value) {
-    if (value != nullptr) {
-      ::setenv(name_.c_str(), value, 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  std::string name_;
-  std::string old_;
-  bool had_old_ = false;
-};
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 std::vector<fs::path> list_dir(const fs::path& dir) {
   std::vector<fs::path> names;
@@ -708,15 +652,15 @@ TEST_CASE("default_cache_dir: KILN_CACHE_DIR, then XDG_CACHE_HOME, then HOME", "
     CHECK(default_cache_dir() == fs::path("/xdg/kiln"));
   }
   {
-    ScopedEnv kiln("KILN_CACHE_DIR", nullptr);
-    ScopedEnv xdg("XDG_CACHE_HOME", nullptr);
+    ScopedEnv kiln("KILN_CACHE_DIR", std::nullopt);
+    ScopedEnv xdg("XDG_CACHE_HOME", std::nullopt);
     ScopedEnv home("HOME", "/home/user");
     CHECK(default_cache_dir() == fs::path("/home/user/.cache/kiln"));
   }
   {
-    ScopedEnv kiln("KILN_CACHE_DIR", nullptr);
+    ScopedEnv kiln("KILN_CACHE_DIR", std::nullopt);
     ScopedEnv xdg("XDG_CACHE_HOME", "relative/ignored");
-    ScopedEnv home("HOME", nullptr);
+    ScopedEnv home("HOME", std::nullopt);
     CHECK(default_cache_dir() == fs::path("./.kiln-cache"));
   }
 }

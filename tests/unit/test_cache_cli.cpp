@@ -1,59 +1,28 @@
 // `kiln cache` end to end: the built CLI (KILN_CLI_PATH) run as a child process on a
 // temporary KILN_CACHE_DIR filled by `kiln compile` (NVRTC on the CPU, no GPU needed).
-#include <fcntl.h>
 #include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "cache/inspect.hpp"
 #include "cache/manifest.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
+using kiln::test::read_text;
+using kiln::test::TempDir;
+using kiln::test::write_text;
 using nlohmann::json;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kiln-cache-cli-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 struct Run {
   int status = -1;
@@ -64,29 +33,18 @@ struct Run {
 // stdout and stderr go through files in scratch.
 Run run_program(const std::vector<std::string>& args, const fs::path& cache_dir,
                 const fs::path& scratch) {
-  const fs::path out_file = scratch / "stdout.txt", err_file = scratch / "stderr.txt";
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    if (!cache_dir.empty()) ::setenv("KILN_CACHE_DIR", cache_dir.c_str(), 1);
-    ::unsetenv("KILN_LOG_LEVEL");
-    const int out = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (out < 0 || err < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) ::_exit(126);
-    ::execvp(argv[0], argv.data());
-    const std::string why = std::string("cannot run ") + argv[0] + ": " + std::strerror(errno);
-    (void)!::write(2, why.data(), why.size());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) REQUIRE(errno == EINTR);
+  kiln::test::Command command;
+  command.argv = args;
+  kiln::test::EnvChanges changes = {{"KILN_LOG_LEVEL", std::nullopt}};
+  if (!cache_dir.empty()) changes["KILN_CACHE_DIR"] = cache_dir.string();
+  command.env = kiln::test::environment_with(changes);
+  command.out = scratch / "stdout.txt";
+  command.err = scratch / "stderr.txt";
+  const kiln::test::ProcessResult p = kiln::test::run_process(command);
   Run r;
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_text(out_file);
-  r.err = read_text(err_file);
+  r.status = p.exited ? p.exit_code : 128 + p.signal;  // as a shell reports it
+  r.out = p.out;
+  r.err = p.err;
   return r;
 }
 

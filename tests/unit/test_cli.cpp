@@ -2,32 +2,29 @@
 // KILN_CACHE_DIR per test: versions, compile + disk cache across processes, recovery from
 // damaged entries, usage errors, and KILN_KERNEL_DIR (read once per process, so only
 // testable here).
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "kiln/version.hpp"
-
-extern char** environ;
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
+using kiln::test::EnvChanges;
+using kiln::test::read_text;
+using kiln::test::TempDir;
+using kiln::test::write_text;
 using nlohmann::json;
+using Result = kiln::test::ProcessResult;
 
 namespace {
 
@@ -38,50 +35,10 @@ fs::path source_kernels_dir() {
   return fs::path(__FILE__).parent_path().parent_path().parent_path() / "kernels";
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  REQUIRE(out.good());
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kiln-cli-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-struct Result {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Environment changes on top of this process's: a value sets, nullopt unsets.
-using EnvChanges = std::map<std::string, std::optional<std::string>>;
-
 // One test's sandbox: a temporary root holding cache/ and the outputs of each run.
 class Cli {
  public:
-  Cli() : cache_(root_.path() / "cache") {
+  Cli() : root_("kiln-cli-test"), cache_(root_.path() / "cache") {
     REQUIRE(std::strlen(cli_path()) > 0);  // the kiln_cli target must be built
     REQUIRE(fs::exists(cli_path()));
   }
@@ -92,51 +49,27 @@ class Cli {
   // Starts `kiln args...`; stdout and stderr go to files (no pipe can fill up).
   pid_t start(const std::vector<std::string>& args, const EnvChanges& extra = {}) {
     const int id = runs_++;
-    const fs::path out = root() / ("run" + std::to_string(id) + ".out");
-    const fs::path err = root() / ("run" + std::to_string(id) + ".err");
+    kiln::test::Command command;
+    command.out = root() / ("run" + std::to_string(id) + ".out");
+    command.err = root() / ("run" + std::to_string(id) + ".err");
 
     EnvChanges changes = {{"KILN_CACHE_DIR", cache_.string()},
                           {"KILN_KERNEL_DIR", std::nullopt},
                           {"KILN_LOG_LEVEL", std::nullopt}};
     for (const auto& [name, value] : extra) changes[name] = value;
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      const std::string entry = *e;
-      if (!changes.count(entry.substr(0, entry.find('=')))) env.push_back(entry);
-    }
-    for (const auto& [name, value] : changes)
-      if (value) env.push_back(name + "=" + *value);
+    command.env = kiln::test::environment_with(changes);
 
-    std::vector<std::string> argv_text = {cli_path()};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    // Built before fork: the child only redirects and execs.
-    std::vector<char*> argv, envp;
-    for (auto& a : argv_text) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) _exit(126);
-      ::execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-    outputs_[pid] = {out, err};
+    command.argv = {cli_path()};
+    command.argv.insert(command.argv.end(), args.begin(), args.end());
+    const pid_t pid = kiln::test::start_process(command);
+    outputs_[pid] = {command.out, command.err};
     return pid;
   }
 
   Result finish(pid_t pid) {
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    REQUIRE(WIFEXITED(status));  // no crash, no signal
-    Result r;
-    r.exit_code = WEXITSTATUS(status);
-    r.out = read_text(outputs_.at(pid).first);
-    r.err = read_text(outputs_.at(pid).second);
+    const Result r =
+        kiln::test::finish_process(pid, outputs_.at(pid).first, outputs_.at(pid).second);
+    REQUIRE(r.exited);  // no crash, no signal
     return r;
   }
 
@@ -146,12 +79,7 @@ class Cli {
 
   // Runs a command that must succeed with JSON on stdout.
   json run_json(const std::vector<std::string>& args, const EnvChanges& extra = {}) {
-    const Result r = run(args, extra);
-    INFO("stdout: " << r.out << "\nstderr: " << r.err);
-    REQUIRE(r.exit_code == 0);
-    json j;
-    REQUIRE_NOTHROW(j = json::parse(r.out));
-    return j;
+    return kiln::test::success_json(run(args, extra));
   }
 
  private:
@@ -180,13 +108,6 @@ size_t count_entries(const fs::path& dir) {
   return n;
 }
 
-// The JSON document printed on stdout, from its first line that opens an object.
-json json_document(const std::string& out) {
-  // Pretty-printed: only the outermost brace starts a line.
-  const size_t start = out.compare(0, 1, "{") == 0 ? 0 : out.find("\n{");
-  REQUIRE(start != std::string::npos);
-  return json::parse(out.substr(start));
-}
 
 // Number of complete entries v1/<2 hex>/<key>/ in a cache.
 size_t count_cache_entries(const fs::path& cache) {
@@ -328,15 +249,15 @@ TEST_CASE("a damaged cache entry is quarantined and rebuilt", "[unit][cli]") {
   SECTION("one flipped byte in kernel.cubin") {
     std::string bad = good_cubin;
     bad[bad.size() / 2] ^= 0x40;
-    write_text(cubin, bad);
+    REQUIRE(write_text(cubin, bad));
   }
   SECTION("garbage manifest.json") {
-    write_text(manifest, "\x01 this is not json {{{");
+    REQUIRE(write_text(manifest, "\x01 this is not json {{{"));
   }
   SECTION("manifest.json of another key") {
     json m = json::parse(read_text(manifest));
     m["key"] = std::string(32, '0');
-    write_text(manifest, m.dump());
+    REQUIRE(write_text(manifest, m.dump()));
   }
 
   const Result again = cli.run(kCompile64);
@@ -441,7 +362,8 @@ TEST_CASE("KILN_KERNEL_DIR replaces the embedded kernel headers", "[unit][cli]")
   }
   SECTION("one added comment changes the digest and the key") {
     const fs::path gemm = copy / "kiln" / "gemm" / "sm90_fp8_gemm.cuh";
-    write_text(gemm, read_text(gemm) + "\n// kiln test: a comment changes nothing but the key\n");
+    REQUIRE(write_text(
+        gemm, read_text(gemm) + "\n// kiln test: a comment changes nothing but the key\n"));
     const EnvChanges env = {{"KILN_KERNEL_DIR", copy.string()}};
     const json info = cli.run_json({"info", "--json"}, env);
     INFO(info.dump(2));

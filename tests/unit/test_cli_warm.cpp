@@ -1,60 +1,36 @@
 // `kiln warm` (NVRTC only, no GPU) through the built binary (KILN_CLI_PATH): shape files in
 // text and JSON form, their errors with file and line, usage errors, the deepseek-v3 preset,
 // --out; and `kiln tune` / `kiln bench` failing cleanly on this GPU-less machine.
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
-extern char** environ;
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 using nlohmann::json;
+using Run = kiln::test::ProcessResult;
 
 namespace {
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-struct Run {
-  int exit_code = -1;
-  std::string out, err;
-};
 
 // A temporary root holding cache/ (the KILN_CACHE_DIR of every run), shape files and outputs.
 class WarmCli {
  public:
-  WarmCli() {
+  WarmCli() : root_("kiln-warm-test") {
     REQUIRE(fs::exists(KILN_CLI_PATH));  // the kiln_cli target must be built
-    std::string pattern = (fs::temp_directory_path() / "kiln-warm-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    root_ = pattern;
   }
-  ~WarmCli() {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  const fs::path& root() const { return root_; }
-  fs::path cache() const { return root_ / "cache"; }
+  const fs::path& root() const { return root_.path(); }
+  fs::path cache() const { return root() / "cache"; }
 
   fs::path write(const std::string& name, const std::string& text) const {
-    const fs::path path = root_ / name;
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+    const fs::path path = root() / name;
+    kiln::test::write_text(path, text);  // checked by its size below
     REQUIRE(fs::file_size(path) == text.size());
     return path;
   }
@@ -63,37 +39,18 @@ class WarmCli {
   // a run still going after timeout_s (the alarm survives execve).
   Run run(const std::vector<std::string>& args, unsigned timeout_s = 300) {
     const int id = runs_++;
-    const fs::path out = root_ / ("run" + std::to_string(id) + ".out");
-    const fs::path err = root_ / ("run" + std::to_string(id) + ".err");
-    std::vector<std::string> env = {"KILN_CACHE_DIR=" + cache().string()};
-    for (char** e = environ; *e; ++e)  // all but kiln's own variables
-      if (std::string(*e).rfind("KILN_", 0) != 0) env.push_back(*e);
-    std::vector<std::string> argv_text = {KILN_CLI_PATH};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<char*> argv, envp;  // built before fork: the child only redirects and execs
-    for (auto& a : argv_text) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) _exit(126);
-      ::alarm(timeout_s);
-      ::execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    Run r;
-    r.out = read_file(out);
-    r.err = read_file(err);
+    kiln::test::Command command;
+    command.out = root() / ("run" + std::to_string(id) + ".out");
+    command.err = root() / ("run" + std::to_string(id) + ".err");
+    kiln::test::EnvChanges changes = kiln::test::unset_kiln_variables();  // not kiln's own
+    changes["KILN_CACHE_DIR"] = cache().string();
+    command.env = kiln::test::environment_with(changes);
+    command.argv = {KILN_CLI_PATH};
+    command.argv.insert(command.argv.end(), args.begin(), args.end());
+    command.timeout_s = timeout_s;
+    const Run r = kiln::test::run_process(command);
     INFO("stdout: " << r.out << "\nstderr: " << r.err);
-    REQUIRE(WIFEXITED(status));  // exited, not killed by a signal
-    r.exit_code = WEXITSTATUS(status);
+    REQUIRE(r.exited);  // exited, not killed by a signal
     return r;
   }
 
@@ -101,16 +58,11 @@ class WarmCli {
   json warm_json(std::vector<std::string> args) {
     args.insert(args.begin(), "warm");
     args.push_back("--json");
-    const Run r = run(args);
-    INFO("stdout: " << r.out << "\nstderr: " << r.err);
-    REQUIRE(r.exit_code == 0);
-    json j;
-    REQUIRE_NOTHROW(j = json::parse(r.out));
-    return j;
+    return kiln::test::success_json(run(args));
   }
 
  private:
-  fs::path root_;
+  kiln::test::TempDir root_;
   int runs_ = 0;
 };
 

@@ -1,7 +1,5 @@
 // The JIT pipeline (jit/, Runtime::Impl): ptxas log parsing, generated wgmma code, embedded
 // kernel headers, cache keys, and a few real NVRTC compiles (CPU only, ~0.1-0.5 s each).
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -19,54 +17,16 @@
 #include "kiln/error.hpp"
 #include "kiln/runtime.hpp"
 #include "runtime_impl.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 using namespace kiln;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
+using kiln::test::ScopedEnv;
+using kiln::test::TempDir;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kiln-jit-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// Sets (or unsets, with nullopt) an environment variable for the lifetime of the object.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value->c_str(), 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // The small dense kernel the compile tests build: n=k=256, the config gemm_fp8 uses for m=64.
 gemm::KernelSpec small_spec() {

@@ -50,7 +50,7 @@ int run_warm(const WarmOptions& o) {
   std::unique_ptr<Runtime> own;
   Runtime* runtime = &Runtime::instance();
   if (!o.out_dir.empty()) {
-    own = std::make_unique<Runtime>(RuntimeOptions{o.out_dir, true});
+    own = std::make_unique<Runtime>(RuntimeOptions{o.out_dir, true, ""});
     runtime = own.get();
   }
   const int jobs = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
