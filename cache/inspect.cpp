@@ -90,28 +90,6 @@ void write_file(const fs::path& path, const std::string& data) {
     fail(fmt::format("cannot write {}: {}", path.string(), error_text(written ? errno : err)));
 }
 
-// The same checks as Store::lookup, only to say why an entry it rejects is bad: lookup
-// logs the reason but does not return it. Empty if the entry is good.
-std::string diagnose(const fs::path& dir, const std::string& key) {
-  std::string text;
-  if (const int err = read_file(dir / kManifestFile, &text))
-    return fmt::format("cannot read {}: {}", kManifestFile, error_text(err));
-  Manifest m;
-  std::string error;
-  if (!Manifest::from_json(text, &m, &error)) return fmt::format("{}: {}", kManifestFile, error);
-  if (m.key != key) return fmt::format("{} is for key {}", kManifestFile, m.key);
-  std::string cubin;
-  if (const int err = read_file(dir / kCubinFile, &cubin))
-    return fmt::format("cannot read {}: {}", kCubinFile, error_text(err));
-  if (cubin.size() != m.cubin_size)
-    return fmt::format("{} has {} bytes, {} says {}", kCubinFile, cubin.size(), kManifestFile,
-                       m.cubin_size);
-  if (const std::string hash = hash_hex(cubin); hash != m.cubin_hash)
-    return fmt::format("{} hashes to {}, {} says {}", kCubinFile, hash, kManifestFile,
-                       m.cubin_hash);
-  return {};
-}
-
 struct EntryDir {
   std::string name;  // the entry's directory name
   fs::path path;
@@ -407,8 +385,8 @@ VerifyReport verify_entries(const fs::path& root) {
           {d.display(), "not a cache entry: the directory's name is not its key"});
       continue;
     }
-    std::string reason = diagnose(d.path, d.name);
-    if (store.lookup(d.key)) {
+    std::string reason;
+    if (store.lookup(d.key, &reason)) {
       ++report.ok;
       continue;
     }
@@ -498,8 +476,8 @@ ExportReport export_bundle(const fs::path& root, const fs::path& archive) {
           {d.display(), "not a cache entry: the directory's name is not its key"});
       continue;
     }
-    std::string reason = diagnose(d.path, d.name);
-    std::optional<Entry> entry = store.lookup(d.key);
+    std::string reason;
+    std::optional<Entry> entry = store.lookup(d.key, &reason);
     if (!entry) {
       report.skipped.push_back({d.name, reason.empty() ? "failed verification" : reason});
       continue;
@@ -564,8 +542,8 @@ ImportReport import_bundle(const fs::path& root, const fs::path& archive) {
           {d.display(), "not a cache entry: the directory's name is not its key"});
       continue;
     }
-    std::string reason = diagnose(d.path, d.name);
-    std::optional<Entry> entry = extracted.lookup(d.key);
+    std::string reason;
+    std::optional<Entry> entry = extracted.lookup(d.key, &reason);
     if (!entry) {
       report.rejected.push_back({d.name, reason.empty() ? "failed verification" : reason});
       continue;

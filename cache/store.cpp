@@ -288,13 +288,15 @@ fs::path Store::entry_dir(const Key& key) const {
   return root_ / fmt::format("v{}", kSchemaVersion) / hex.substr(0, 2) / hex;
 }
 
-std::optional<Entry> Store::lookup(const Key& key) const {
+std::optional<Entry> Store::lookup(const Key& key, std::string* why) const {
   const fs::path dir = entry_dir(key);
   std::error_code ec;
   if (!fs::exists(dir, ec)) return std::nullopt;
   Entry entry;
   std::string problem;
-  switch (read_entry(dir, key, &entry, &problem)) {
+  const Check check = read_entry(dir, key, &entry, &problem);
+  if (why && check != Check::kGood) *why = problem;
+  switch (check) {
     case Check::kGood:
       return entry;
     case Check::kBad:

@@ -41,7 +41,9 @@ class Store {
 
   // Verified read: manifest parses, its key matches, the cubin's size and hash match.
   // A present but bad entry is moved to quarantine/ with a warning, and nullopt returned.
-  std::optional<Entry> lookup(const Key& key) const;
+  std::optional<Entry> lookup(const Key& key) const { return lookup(key, nullptr); }
+  // The same; when a present entry is rejected, *problem says why (for kiln cache).
+  std::optional<Entry> lookup(const Key& key, std::string* problem) const;
 
   // lookup(); on a miss, take the key's lock, look again, then build() and publish.
   // If the cache cannot be written (read-only, full), warns once per Store and returns the

@@ -18,21 +18,9 @@ __device__ __forceinline__ void store_tile_bf16_masked(const float* acc, u8* sme
   constexpr int kSlabBytes = kBlockM * 128;
   constexpr int kChunksPerRow = kBlockN / 8;  // 16-byte chunks
   const int tid = threadIdx.x % 128;
-  const int warp = tid / 32, lane = tid % 32;
-  const int row = warpgroup * 64 + warp * 16 + lane / 4;
-  const int quad = lane % 4;
 
   ptx::named_barrier_sync(1 + warpgroup, 128);  // the previous tile's reads are done
-#pragma unroll
-  for (int j = 0; j < kBlockN / 8; ++j) {
-    u8* slab = smem_d + (j / 8) * kSlabBytes;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = row + half * 8;
-      *reinterpret_cast<u32*>(slab + r * 128 + ((j % 8) ^ (r % 8)) * 16 + quad * 4) =
-          pack_bf16x2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
-    }
-  }
+  write_tile_bf16<kBlockM, kBlockN>(acc, smem_d, warpgroup);
   ptx::named_barrier_sync(1 + warpgroup, 128);
 
   for (int i = tid; i < 64 * kChunksPerRow; i += 128) {

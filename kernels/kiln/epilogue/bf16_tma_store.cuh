@@ -14,23 +14,16 @@ __device__ __forceinline__ u32 pack_bf16x2(float lo, float hi) {
   return out;
 }
 
-// smem_d: kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes.
-// acc: this thread's wgmma accumulator fragment (m64 x kBlockN, FP32).
+// Writes this thread's accumulator fragment (rows of `warpgroup`) as BF16 into smem_d:
+// kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes, 16-byte chunks
+// swizzled by row (the TMA 128-byte swizzle), so a warp's stores hit 32 different banks.
 template <int kBlockM, int kBlockN>
-__device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
-                                                const TensorMap* tmap_d, int warpgroup,
-                                                int m0, int n0) {
-  static_assert(kBlockN % 64 == 0, "the TMA-store epilogue works in 64-column slabs");
+__device__ __forceinline__ void write_tile_bf16(const float* acc, u8* smem_d, int warpgroup) {
   constexpr int kSlabBytes = kBlockM * 128;
   const int tid = threadIdx.x % 128;
   const int warp = tid / 32, lane = tid % 32;
-  const int row = warpgroup * 64 + warp * 16 + lane / 4;  // and row + 8
+  const int row = warpgroup * 64 + warp * 16 + lane / 4;
   const int quad = lane % 4;
-
-  // The previous tile's stores must have read smem_d before it is overwritten.
-  if (tid == 0) ptx::tma_store_wait_read();
-  ptx::named_barrier_sync(1 + warpgroup, 128);
-
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
     u8* slab = smem_d + (j / 8) * kSlabBytes;
@@ -42,6 +35,23 @@ __device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
           pack_bf16x2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
     }
   }
+}
+
+// smem_d: kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes.
+// acc: this thread's wgmma accumulator fragment (m64 x kBlockN, FP32).
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
+                                                const TensorMap* tmap_d, int warpgroup,
+                                                int m0, int n0) {
+  static_assert(kBlockN % 64 == 0, "the TMA-store epilogue works in 64-column slabs");
+  constexpr int kSlabBytes = kBlockM * 128;
+  const int tid = threadIdx.x % 128;
+
+  // The previous tile's stores must have read smem_d before it is overwritten.
+  if (tid == 0) ptx::tma_store_wait_read();
+  ptx::named_barrier_sync(1 + warpgroup, 128);
+
+  write_tile_bf16<kBlockM, kBlockN>(acc, smem_d, warpgroup);
   ptx::fence_proxy_async_shared();
   ptx::named_barrier_sync(1 + warpgroup, 128);
 
