@@ -56,6 +56,41 @@ kiln_status kiln_gemm_fp8(const kiln_gemm_fp8_args* args, CUstream stream) {
   });
 }
 
+namespace {
+
+kiln::GroupedLayout to_layout(kiln_grouped_layout layout) {
+  switch (layout) {
+    case KILN_GROUPED_CONTIGUOUS_BY_ROW: return kiln::GroupedLayout::kContiguousByRow;
+    case KILN_GROUPED_CONTIGUOUS_BY_OFFSET: return kiln::GroupedLayout::kContiguousByOffset;
+    case KILN_GROUPED_MASKED: return kiln::GroupedLayout::kMasked;
+  }
+  throw kiln::Error(kiln::ErrorCode::kInvalidArgument,
+                    "layout=" + std::to_string(static_cast<int>(layout)) +
+                        " is not a kiln_grouped_layout value");
+}
+
+}  // namespace
+
+kiln_status kiln_gemm_fp8_grouped(const kiln_grouped_gemm_fp8_args* args, CUstream stream) {
+  return guarded([&] {
+    if (!args) throw kiln::Error(kiln::ErrorCode::kInvalidArgument, "args is null");
+    kiln::GroupedGemmFp8Args a;
+    a.layout = to_layout(args->layout);
+    a.num_groups = args->num_groups, a.m = args->m, a.n = args->n, a.k = args->k;
+    a.a = args->a, a.lda = args->lda, a.b = args->b, a.ldb = args->ldb;
+    a.sa = args->sa, a.sa_layout = static_cast<kiln::ScaleLayout>(args->sa_layout);
+    a.ld_sa = args->ld_sa, a.sb = args->sb, a.ld_sb = args->ld_sb, a.d = args->d;
+    a.ldd = args->ldd, a.group_info = args->group_info, a.expected_m = args->expected_m;
+    kiln::gemm_fp8_grouped(a, stream);
+  });
+}
+
+kiln_status kiln_warm_up_gemm_fp8_grouped(kiln_grouped_layout layout, int max_m, int n, int k) {
+  return guarded([&] { kiln::warm_up_gemm_fp8_grouped(to_layout(layout), max_m, n, k); });
+}
+
+int kiln_grouped_m_alignment(void) { return kiln::grouped_m_alignment(); }
+
 kiln_status kiln_warm_up_gemm_fp8(int max_m, int n, int k) {
   return guarded([&] { kiln::warm_up_gemm_fp8(max_m, n, k); });
 }

@@ -44,6 +44,24 @@ int main() {
   }
   expect(caught, "gemm_fp8(n=100) throws kiln::Error(kInvalidArgument) naming n");
 
+  // Grouped GEMMs through the installed library: m = 0 is a no-op; the alignment is exported.
+  kiln::GroupedGemmFp8Args grouped;
+  grouped.layout = kiln::GroupedLayout::kMasked;
+  grouped.num_groups = 4, grouped.m = 0, grouped.n = 4096, grouped.k = 7168;
+  try {
+    kiln::gemm_fp8_grouped(grouped, nullptr);
+  } catch (const kiln::Error& e) {
+    std::fprintf(stderr, "gemm_fp8_grouped(m=0): %s\n", e.what());
+    expect(false, "gemm_fp8_grouped with m=0 is a no-op");
+  }
+  expect(kiln::grouped_m_alignment() == 128, "grouped_m_alignment() == 128");
+  kiln_grouped_gemm_fp8_args cg{};
+  cg.layout = KILN_GROUPED_MASKED, cg.num_groups = 4, cg.m = 0, cg.n = 4096, cg.k = 7168;
+  expect(kiln_gemm_fp8_grouped(&cg, nullptr) == KILN_OK, "kiln_gemm_fp8_grouped(m=0) == KILN_OK");
+  cg.num_groups = 0;
+  expect(kiln_gemm_fp8_grouped(&cg, nullptr) == KILN_ERROR_INVALID_ARGUMENT,
+         "kiln_gemm_fp8_grouped(num_groups=0) is an invalid argument");
+
   // The C API.
   kiln_gemm_fp8_args c{};
   c.m = 0, c.n = 2112, c.k = 7168;

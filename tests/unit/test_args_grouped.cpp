@@ -1,9 +1,11 @@
 // Argument checks of gemm_fp8_grouped: each bad argument gets its own error naming it.
 #include <catch2/catch.hpp>
 
+#include "driver/cuda_driver.hpp"
 #include "gemm/check.hpp"
 #include "kiln/error.hpp"
 #include "kiln/gemm.hpp"
+#include "kiln/kiln.h"
 
 using Catch::Matchers::Contains;
 using kiln::GroupedLayout;
@@ -95,4 +97,36 @@ TEST_CASE("m = 0 grouped is a no-op that reads nothing", "[unit][args][grouped]"
   a.layout = GroupedLayout::kMasked, a.num_groups = 4, a.m = 0, a.n = 256, a.k = 256;
   CHECK(kiln::gemm::check_grouped_args(a).empty());
   CHECK_NOTHROW(kiln::gemm_fp8_grouped(a, nullptr));
+}
+
+TEST_CASE("the C API takes grouped GEMMs, with status codes", "[unit][args][grouped]") {
+  const auto cpp = valid(GroupedLayout::kMasked);
+  kiln_grouped_gemm_fp8_args c{};
+  c.layout = KILN_GROUPED_MASKED, c.num_groups = cpp.num_groups, c.m = cpp.m, c.n = cpp.n;
+  c.k = cpp.k, c.a = cpp.a, c.b = cpp.b, c.sa = cpp.sa, c.sb = cpp.sb, c.d = cpp.d;
+  c.group_info = cpp.group_info;
+  CHECK(kiln_grouped_m_alignment() == 128);
+
+  auto bad = c;
+  bad.num_groups = 0;
+  CHECK(kiln_gemm_fp8_grouped(&bad, nullptr) == KILN_ERROR_INVALID_ARGUMENT);
+  CHECK_THAT(kiln_last_error(), Contains("num_groups=0"));
+  bad = c, bad.layout = static_cast<kiln_grouped_layout>(9);
+  CHECK(kiln_gemm_fp8_grouped(&bad, nullptr) == KILN_ERROR_INVALID_ARGUMENT);
+  CHECK_THAT(kiln_last_error(), Contains("layout=9"));
+  bad = c, bad.group_info = nullptr;
+  CHECK(kiln_gemm_fp8_grouped(&bad, nullptr) == KILN_ERROR_INVALID_ARGUMENT);
+  CHECK_THAT(kiln_last_error(), Contains("group_info is null"));
+  CHECK(kiln_gemm_fp8_grouped(nullptr, nullptr) == KILN_ERROR_INVALID_ARGUMENT);
+  CHECK_THAT(kiln_last_error(), Contains("args is null"));
+  CHECK(kiln_warm_up_gemm_fp8_grouped(KILN_GROUPED_MASKED, 0, 4096, 7168) ==
+        KILN_ERROR_INVALID_ARGUMENT);
+  CHECK_THAT(kiln_last_error(), Contains("max_m=0"));
+
+  auto empty = c;
+  empty.m = 0;  // nothing to do: no device needed
+  CHECK(kiln_gemm_fp8_grouped(&empty, nullptr) == KILN_OK);
+  // Valid arguments on a machine without a GPU fail cleanly, not with a crash.
+  if (!kiln::driver::available())
+    CHECK(kiln_gemm_fp8_grouped(&c, nullptr) == KILN_ERROR_NO_DEVICE);
 }
