@@ -85,10 +85,8 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
   while (kind == Kind::kDense && c.split_k < 4 && tiles * c.split_k * 2 <= capacity(c.split_k * 2) &&
          k_blocks / (c.split_k * 2) >= 4)
     c.split_k *= 2;
-  // Many tiles: pair CTAs on adjacent N blocks to share A (half the A traffic from L2).
-  if (kind == Kind::kDense && c.split_k == 1 && tiles >= 2 * num_sms &&
-      (n + c.block_n - 1) / c.block_n >= 2)
-    c.multicast_n = 2;
+  // No multicast pairs: over the 18 benchmark shapes they never beat single CTAs (-0.4 to
+  // -2.5% at M = 4096; docs/PERFORMANCE.md), so only kiln tune picks them.
   c.stages = max_stages(c.block_m, c.block_n, c.split_k);
   c.group_m = 8;
   return c;
