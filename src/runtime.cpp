@@ -104,11 +104,7 @@ CompiledKernel Runtime::Impl::compile(const gemm::KernelSpec& spec) {
 }
 
 LoadedKernel& Runtime::Impl::kernel(const gemm::KernelSpec& spec, CUstream stream) {
-  {
-    std::shared_lock lock(loaded_mutex_);
-    auto it = loaded_.find(spec);
-    if (it != loaded_.end()) return *it->second;
-  }
+  if (LoadedKernel* loaded = find(spec)) return *loaded;
   const auto& cu = driver::get();
   CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
   KILN_CU(cu.cuStreamIsCapturing(stream, &capture));
@@ -119,11 +115,7 @@ LoadedKernel& Runtime::Impl::kernel(const gemm::KernelSpec& spec, CUstream strea
                             gemm::describe(spec)));
 
   std::lock_guard build_lock(load_mutex_);
-  {
-    std::shared_lock lock(loaded_mutex_);
-    auto it = loaded_.find(spec);
-    if (it != loaded_.end()) return *it->second;
-  }
+  if (LoadedKernel* loaded = find(spec)) return *loaded;  // another thread loaded it meanwhile
   const CompiledKernel compiled = compile(spec);
   auto loaded = std::make_unique<LoadedKernel>();
   loaded->spec = spec;

@@ -12,14 +12,14 @@ namespace kiln::driver {
   X(cuDeviceGetCount) X(cuDeviceGetAttribute) X(cuDeviceGetName) X(cuCtxGetCurrent)            \
   X(cuCtxSetCurrent) X(cuCtxGetDevice) X(cuCtxSynchronize) X(cuDevicePrimaryCtxRetain)         \
   X(cuDevicePrimaryCtxRelease) X(cuLibraryLoadData) X(cuLibraryUnload) X(cuLibraryGetKernel)   \
-  X(cuKernelSetAttribute) X(cuKernelGetAttribute) X(cuLaunchKernelEx) X(cuLaunchKernel)        \
-  X(cuTensorMapEncodeTiled) X(cuStreamIsCapturing) X(cuStreamGetCtx) X(cuPointerGetAttribute) \
+  X(cuKernelSetAttribute) X(cuLaunchKernelEx) X(cuLaunchKernel)        \
+  X(cuTensorMapEncodeTiled) X(cuStreamIsCapturing) X(cuPointerGetAttribute) \
   X(cuMemAlloc) X(cuMemFree) X(cuMemcpyHtoD) X(cuMemcpyDtoH) X(cuMemsetD8) X(cuMemsetD8Async) \
-  X(cuMemsetD16Async) X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)             \
+  X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)             \
   X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize)                    \
   X(cuEventElapsedTime) X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate)   \
-  X(cuGraphLaunch) X(cuGraphExecDestroy) X(cuGraphDestroy) X(cuMemcpyHtoDAsync) \
-  X(cuMemcpyDtoDAsync) X(cuMemsetD32Async) X(cuOccupancyMaxActiveClusters)
+  X(cuGraphLaunch) X(cuGraphExecDestroy) X(cuGraphDestroy) \
+  X(cuMemcpyDtoDAsync) X(cuOccupancyMaxActiveClusters)
 
 struct Driver {
 #define KILN_DECLARE(name) decltype(&::name) name = nullptr;

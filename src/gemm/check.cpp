@@ -126,9 +126,7 @@ Problem check_grouped_args(const GroupedGemmFp8Args& in) {
   const bool masked = a.layout == GroupedLayout::kMasked;
   resolve_sa(a.sa_layout, a.ld_sa, a.m, a.k, p);
   const int64_t k_groups = (a.k + 127) / 128;
-  p.kind = masked ? Kind::kGroupedMasked
-                  : a.layout == GroupedLayout::kContiguousByRow ? Kind::kGroupedByRow
-                                                                : Kind::kGroupedByOffset;
+  p.kind = kind_of(a.layout);
   p.m = a.m, p.n = a.n, p.k = a.k, p.num_groups = a.num_groups;
   p.a_rows = masked ? int64_t{a.m} * a.num_groups : a.m;
   p.a = a.a, p.lda = a.lda, p.b = a.b, p.ldb = a.ldb, p.sa = a.sa, p.sb = a.sb;

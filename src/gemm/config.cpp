@@ -19,6 +19,30 @@ const char* to_string(Kind kind) {
   return "?";
 }
 
+bool parse_kind(const std::string& name, Kind* kind) {
+  for (Kind k : {Kind::kDense, Kind::kGroupedByRow, Kind::kGroupedByOffset, Kind::kGroupedMasked})
+    if (name == to_string(k)) {
+      *kind = k;
+      return true;
+    }
+  return false;
+}
+
+Kind kind_of(GroupedLayout layout) {
+  switch (layout) {
+    case GroupedLayout::kContiguousByRow: return Kind::kGroupedByRow;
+    case GroupedLayout::kContiguousByOffset: return Kind::kGroupedByOffset;
+    case GroupedLayout::kMasked: return Kind::kGroupedMasked;
+  }
+  return Kind::kGroupedByRow;
+}
+
+GroupedLayout layout_of(Kind kind) {
+  return kind == Kind::kGroupedMasked   ? GroupedLayout::kMasked
+         : kind == Kind::kGroupedByOffset ? GroupedLayout::kContiguousByOffset
+                                          : GroupedLayout::kContiguousByRow;
+}
+
 size_t KernelSpecHash::operator()(const KernelSpec& s) const noexcept {
   uint64_t h = static_cast<uint64_t>(s.kind) | static_cast<uint64_t>(s.arch) << 8;
   h = h * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(s.n);

@@ -7,11 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "kiln/gemm.hpp"
+
 namespace kiln::gemm {
 
 // Values match GemmKind in kernels/kiln/scheduler/tile_scheduler.cuh.
 enum class Kind : uint8_t { kDense = 0, kGroupedByRow = 1, kGroupedByOffset = 2, kGroupedMasked = 3 };
-const char* to_string(Kind kind);
+const char* to_string(Kind kind);  // "dense", "grouped-contiguous", ...
+bool parse_kind(const std::string& name, Kind* kind);  // the inverse of to_string
+Kind kind_of(GroupedLayout layout);
+GroupedLayout layout_of(Kind kind);  // a grouped kind's layout
 
 struct Config {
   int block_m = 128;  // 64 (one math warpgroup) or 128 (two)

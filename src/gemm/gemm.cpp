@@ -170,11 +170,7 @@ void warm_up_gemm_fp8(int max_m, int n, int k) {
 
 void warm_up_gemm_fp8_grouped(GroupedLayout layout, int max_m, int n, int k) {
   check_warm_up(max_m, n, k);
-  const gemm::Kind kind = layout == GroupedLayout::kMasked ? gemm::Kind::kGroupedMasked
-                          : layout == GroupedLayout::kContiguousByRow
-                              ? gemm::Kind::kGroupedByRow
-                              : gemm::Kind::kGroupedByOffset;
-  gemm::warm_up(Runtime::instance(), kind, max_m, n, k);
+  gemm::warm_up(Runtime::instance(), gemm::kind_of(layout), max_m, n, k);
 }
 
 }  // namespace kiln

@@ -45,10 +45,7 @@ TunedEntry from_json(const nlohmann::json& j) {
   e.device = j.at("device").get<std::string>();
   e.sms = j.at("sms").get<int>();
   const std::string kind = j.at("kind").get<std::string>();
-  bool known = false;
-  for (Kind k : {Kind::kDense, Kind::kGroupedByRow, Kind::kGroupedByOffset, Kind::kGroupedMasked})
-    if (kind == to_string(k)) e.kind = k, known = true;
-  if (!known) throw std::runtime_error("unknown kind " + kind);
+  if (!parse_kind(kind, &e.kind)) throw std::runtime_error("unknown kind " + kind);
   e.n = j.at("n").get<int>(), e.k = j.at("k").get<int>();
   e.m_min = j.at("m_min").get<int>(), e.m_max = j.at("m_max").get<int>();
   e.m_tuned = j.at("m_tuned").get<int>();

@@ -30,14 +30,14 @@ struct Tile {
   int n_block;
 };
 
-__device__ __forceinline__ int unit_m_block(int unit, int units_per_group_rows, int n_groups,
-                                            int num_m_blocks, int group_m, int& n_group) {
+// The block-row of a work unit (and, in n_group, its N group) under grouped rasterization.
+__device__ __forceinline__ int unit_m_block(int unit, int units_per_group_rows, int num_m_blocks,
+                                            int group_m, int& n_group) {
   const int band = unit / units_per_group_rows;
   const int first_m = band * group_m;
   const int rows_in_band = min(group_m, num_m_blocks - first_m);
   const int in_band = unit - band * units_per_group_rows;
   n_group = in_band / rows_in_band;
-  (void)n_groups;
   return first_m + in_band % rows_in_band;
 }
 
@@ -102,8 +102,7 @@ struct TileScheduler {
       const int unit = next_unit;
       next_unit += gridDim.x / kClusterSize;
       int n_group = 0;
-      const int mb = unit_m_block(unit, kGroupM * kNumNGroups, kNumNGroups, num_m_blocks,
-                                  kGroupM, n_group);
+      const int mb = unit_m_block(unit, kGroupM * kNumNGroups, num_m_blocks, kGroupM, n_group);
       tile.n_block = n_group * kMulticastN + (kMulticastN > 1 ? rank : 0);
       if constexpr (kKind == kDense) {
         tile.group = 0;
