@@ -25,7 +25,7 @@ using driver::DeviceBuffer;
 struct BenchOptions {
   std::vector<int> ms = {64, 128, 4096};
   int n = 0, k = 0;
-  std::string model, shapes_file;
+  ShapeSource shapes;
   int iters = 30;
   bool json = false, csv = false, no_reference = false;
 };
@@ -42,8 +42,7 @@ std::vector<ShapeSpec> standard_shapes(const std::vector<int>& ms) {
 
 int run_bench(const BenchOptions& o) {
   std::vector<ShapeSpec> shapes;
-  if (!o.shapes_file.empty()) shapes = load_shapes_file(o.shapes_file);
-  else if (!o.model.empty()) shapes = model_shapes(o.model);
+  if (o.shapes.given()) shapes = o.shapes.load();
   else if (o.n > 0)
     for (int m : o.ms) shapes.push_back({"dense", m, o.n, o.k, 1});
   else shapes = standard_shapes(o.ms);
@@ -189,10 +188,7 @@ int run_bench(const BenchOptions& o) {
                "M", "N", "K", "config", "kiln us", "TFLOPS", "dense us", "vs dense");
   for (const ShapeSpec& s : grouped) {
     const gemm::Kind kind = kernel_kind(s.kind);
-    const GroupedLayout layout = kind == gemm::Kind::kGroupedMasked ? GroupedLayout::kMasked
-                                 : kind == gemm::Kind::kGroupedByRow
-                                     ? GroupedLayout::kContiguousByRow
-                                     : GroupedLayout::kContiguousByOffset;
+    const GroupedLayout layout = gemm::layout_of(kind);
     bench::GroupedBuffers buf(layout, s.groups, s.m, s.n, s.k, rng);
     GroupedGemmFp8Args args = buf.args();
     if (layout == GroupedLayout::kMasked) args.expected_m = s.m;
@@ -247,10 +243,7 @@ void add_bench(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--n", o->n, "N (default: DeepSeek-V3's dense (N, K))")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--k", o->k, "K (with --n)")->check(CLI::PositiveNumber);
-  auto* model = cmd->add_option("--model", o->model, "Built-in shape set")
-                    ->check(CLI::IsMember(known_models()));
-  auto* file = cmd->add_option("--shapes", o->shapes_file, "Shape file");
-  model->excludes(file);
+  add_shape_options(cmd, &o->shapes);
   cmd->add_option("--iters", o->iters, "Timed runs per measurement")->check(CLI::Range(1, 10000));
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--csv", o->csv, "Print CSV");

@@ -26,7 +26,8 @@ namespace kiln::cli {
 namespace {
 
 struct TuneOptions {
-  std::string model, shapes_file, db;
+  ShapeSource shapes;
+  std::string db;
   double budget_s = 0;  // 0: no limit
   int top = 0;          // 0: time every candidate
   int iters = 20;
@@ -42,8 +43,7 @@ double estimate(const gemm::Config& c, int m, int n, int k, int sms) {
 }
 
 int run_tune(const TuneOptions& o) {
-  std::vector<ShapeSpec> shapes = o.shapes_file.empty() ? model_shapes(o.model)
-                                                        : load_shapes_file(o.shapes_file);
+  const std::vector<ShapeSpec> shapes = o.shapes.load();
   driver::PrimaryContext context;
   const auto& cu = driver::get();
   CUstream stream = nullptr;
@@ -102,11 +102,7 @@ int run_tune(const TuneOptions& o) {
         gemm::launch_fp8(runtime, args, c, stream);
       };
     } else {
-      const GroupedLayout layout = kind == gemm::Kind::kGroupedMasked
-                                       ? GroupedLayout::kMasked
-                                       : kind == gemm::Kind::kGroupedByRow
-                                             ? GroupedLayout::kContiguousByRow
-                                             : GroupedLayout::kContiguousByOffset;
+      const GroupedLayout layout = gemm::layout_of(kind);
       grouped = std::make_unique<bench::GroupedBuffers>(layout, s.groups, s.m, s.n, s.k, rng);
       GroupedGemmFp8Args args = grouped->args();
       if (layout == GroupedLayout::kMasked) args.expected_m = s.m;
@@ -173,10 +169,7 @@ int run_tune(const TuneOptions& o) {
 void add_tune(CLI::App& app, std::function<int()>* run) {
   auto* cmd = app.add_subcommand("tune", "Time every candidate config per shape; save the best");
   auto o = std::make_shared<TuneOptions>();
-  auto* model = cmd->add_option("--model", o->model, "Built-in shape set")
-                    ->check(CLI::IsMember(known_models()));
-  auto* file = cmd->add_option("--shapes", o->shapes_file, "Shape file");
-  model->excludes(file);
+  add_shape_options(cmd, &o->shapes);
   cmd->add_option("--db", o->db, "Tuning database (default: KILN_TUNING_DB or <cache>/tuning.json)");
   cmd->add_option("--budget", o->budget_s, "Stop starting new shapes after this many seconds")
       ->check(CLI::NonNegativeNumber);
@@ -186,8 +179,8 @@ void add_tune(CLI::App& app, std::function<int()>* run) {
   cmd->add_flag("--force", o->force, "Re-tune shapes already in the database");
   cmd->add_flag("--verbose,-v", o->verbose, "Print every candidate's time");
   cmd->add_flag("--json", o->json, "Print JSON");
-  cmd->callback([run, o, model, file] {
-    if (!*model && !*file) throw CLI::RequiredError("--model or --shapes");
+  cmd->callback([run, o] {
+    if (!o->shapes.given()) throw CLI::RequiredError("--model or --shapes");
     *run = [o] { return run_tune(*o); };
   });
 }

@@ -22,15 +22,15 @@ namespace kiln::cli {
 namespace {
 
 struct WarmOptions {
-  std::string model, shapes_file, out_dir, arch = "sm_90a";
+  ShapeSource shapes;
+  std::string out_dir, arch = "sm_90a";
   int jobs = 0, sms = 132;
   bool json = false;
 };
 
 int run_warm(const WarmOptions& o) {
   const int arch = parse_arch(o.arch);
-  std::vector<ShapeSpec> shapes = o.shapes_file.empty() ? model_shapes(o.model)
-                                                        : load_shapes_file(o.shapes_file);
+  const std::vector<ShapeSpec> shapes = o.shapes.load();
   std::map<std::tuple<gemm::Kind, int, int>, int> max_m;  // (kind, n, k) -> largest M
   for (const auto& s : shapes) {
     int& top = max_m[{kernel_kind(s.kind), s.n, s.k}];
@@ -112,11 +112,7 @@ int run_warm(const WarmOptions& o) {
 void add_warm(CLI::App& app, std::function<int()>* run) {
   auto* cmd = app.add_subcommand("warm", "Compile a model's or a file's shape set into the cache");
   auto o = std::make_shared<WarmOptions>();
-  auto* model = cmd->add_option("--model", o->model, "Built-in shape set (deepseek-v3)")
-                    ->check(CLI::IsMember(known_models()));
-  auto* file = cmd->add_option("--shapes", o->shapes_file,
-                               "Shape file: 'kind M N K [G]' per line, or a JSON array");
-  model->excludes(file);
+  add_shape_options(cmd, &o->shapes);
   cmd->add_option("--arch", o->arch, "Target architecture")->capture_default_str();
   cmd->add_option("--jobs,-j", o->jobs, "Parallel NVRTC workers (default: all cores)")
       ->check(CLI::Range(1, 256));
@@ -124,8 +120,8 @@ void add_warm(CLI::App& app, std::function<int()>* run) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--out", o->out_dir, "Write into this cache directory (a bundle) instead");
   cmd->add_flag("--json", o->json, "Print JSON");
-  cmd->callback([run, o, model, file] {
-    if (!*model && !*file) throw CLI::RequiredError("--model or --shapes");
+  cmd->callback([run, o] {
+    if (!o->shapes.given()) throw CLI::RequiredError("--model or --shapes");
     *run = [o] { return run_warm(*o); };
   });
 }

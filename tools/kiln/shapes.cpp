@@ -125,10 +125,8 @@ std::vector<ShapeSpec> load_shapes_file(const std::string& path) {
 }
 
 gemm::Kind kernel_kind(const std::string& kind) {
-  if (kind == "dense") return gemm::Kind::kDense;
-  if (kind == "grouped-contiguous") return gemm::Kind::kGroupedByRow;
-  if (kind == "grouped-offsets") return gemm::Kind::kGroupedByOffset;
-  if (kind == "grouped-masked") return gemm::Kind::kGroupedMasked;
+  gemm::Kind parsed;
+  if (gemm::parse_kind(kind, &parsed)) return parsed;
   throw Error(ErrorCode::kInvalidArgument,
               fmt::format("unknown kind '{}' (known: dense, grouped-contiguous, "
                           "grouped-offsets, grouped-masked)",
@@ -136,6 +134,14 @@ gemm::Kind kernel_kind(const std::string& kind) {
 }
 
 std::vector<std::string> known_models() { return {"deepseek-v3"}; }
+
+void add_shape_options(CLI::App* cmd, ShapeSource* source) {
+  auto* model = cmd->add_option("--model", source->model, "Built-in shape set (deepseek-v3)")
+                    ->check(CLI::IsMember(known_models()));
+  auto* file = cmd->add_option("--shapes", source->file,
+                               "Shape file: 'kind M N K [G]' per line, or a JSON array");
+  model->excludes(file);
+}
 
 std::vector<ShapeSpec> model_shapes(const std::string& model) {
   if (model != "deepseek-v3")

@@ -1,6 +1,8 @@
 // Shape sets for warm, tune and bench: a file (one "kind M N K [G]" per line, '#' comments,
 // or a JSON array of {"kind", "m", "n", "k", "groups"}) or a built-in model preset.
 #pragma once
+#include <CLI/CLI.hpp>
+
 #include <string>
 #include <vector>
 
@@ -28,5 +30,15 @@ std::vector<ShapeSpec> load_shapes_file(const std::string& path);
 // Every GEMM of the model at each M a server meets (1 .. 8192). Known: "deepseek-v3".
 std::vector<ShapeSpec> model_shapes(const std::string& model);
 std::vector<std::string> known_models();
+
+// The shape set of warm, tune and bench: --model NAME or --shapes FILE (not both).
+struct ShapeSource {
+  std::string model, file;
+  bool given() const { return !model.empty() || !file.empty(); }
+  std::vector<ShapeSpec> load() const {
+    return file.empty() ? model_shapes(model) : load_shapes_file(file);
+  }
+};
+void add_shape_options(CLI::App* cmd, ShapeSource* source);
 
 }  // namespace kiln::cli
