@@ -5,8 +5,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "jit/kernel_headers.hpp"
 #include "kiln/error.hpp"
@@ -40,10 +42,17 @@ std::string program_log(nvrtcProgram program) {
 }  // namespace
 
 const std::vector<std::string>& compile_options() {
-  static const std::vector<std::string> options = {
-      "-std=c++17", "-default-device", "-DNDEBUG", "--ptxas-options=-v",
-      // Kernels include only what kiln embeds; no system or toolkit include paths.
-      "-no-source-include"};
+  static const std::vector<std::string> options = [] {
+    std::vector<std::string> o = {
+        "-std=c++17", "-default-device", "-DNDEBUG", "--ptxas-options=-v",
+        // Kernels include only what kiln embeds; no system or toolkit include paths.
+        "-no-source-include"};
+    // Source lines in the cubin for profilers (Nsight Compute's source view); part of the
+    // cache key like every other option.
+    if (const char* v = std::getenv("KILN_LINEINFO"); v && *v && std::string(v) != "0")
+      o.push_back("-lineinfo");
+    return o;
+  }();
   return options;
 }
 

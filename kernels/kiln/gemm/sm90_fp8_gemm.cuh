@@ -188,6 +188,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     float total[kBlockN / 2];
     int stage = 0;
     u32 phase = 0;
+    // Two math warpgroups take turns issuing their wgmma batches (named barriers 3 and 4),
+    // so the tensor cores run one batch after the other instead of interleaving both: the
+    // first warpgroup then promotes while the second one's batch still runs.
+    constexpr u32 kTurnBarrier = 3;
+    // Stage 0's descriptors; stage s and K step k add s * kStage / 16 + 2 * k.
+    const u32 desc_a0 = ptx::smem_desc_sw128_lo(smem_a(0) + warpgroup * 64 * 128);
+    const u32 desc_b0 = ptx::smem_desc_sw128_lo(smem_b(0));
+    if constexpr (kMathWarpgroups == 2)
+      if (warpgroup == 1) ptx::named_barrier_arrive(kTurnBarrier, 256);
 
     while (next_tile()) {
 #pragma unroll
@@ -196,15 +205,19 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll 1
       for (int kb = kb_begin; kb < kb_end; ++kb) {
         ptx::mbarrier_wait(&full[stage], phase);
-        const u64 desc_a = ptx::smem_desc_k_major_sw128(smem_a(stage) + warpgroup * 64 * 128);
-        const u64 desc_b = ptx::smem_desc_k_major_sw128(smem_b(stage));
+        const u32 stage_offset = stage * (Smem::kStage >> 4);  // descriptor units
 #pragma unroll
         for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
+        if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
         ptx::wgmma_fence();
 #pragma unroll
         for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
-          ptx::WgmmaFp8<kBlockN>::mma(desc_a + 2 * k, desc_b + 2 * k, acc, k > 0);
+          ptx::WgmmaFp8<kBlockN>::mma(ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
+                                      ptx::smem_desc_sw128(desc_b0 + stage_offset + 2 * k), acc,
+                                      k > 0);
         ptx::wgmma_commit_group();
+        if constexpr (kMathWarpgroups == 2)
+          ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
         // The stage's scales, read while the tensor cores work (before the stage is released).
         const float sbk = smem_sb[stage];
         const float scale0 = smem_sa[stage * kBlockM + row_in_tile] * sbk;
@@ -260,6 +273,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         }
       }
     }
+    // The second warpgroup's last turn signal (it arrives once more than the first waits).
+    if constexpr (kMathWarpgroups == 2)
+      if (warpgroup == 0) ptx::named_barrier_sync(kTurnBarrier, 256);
     if constexpr (kSplitK == 1)
       if (tid == 0) ptx::tma_store_wait_all();
   }

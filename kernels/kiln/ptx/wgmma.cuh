@@ -9,14 +9,20 @@
 namespace kiln::ptx {
 
 // Descriptor of a K-major tile in shared memory written by TMA with 128-byte swizzle:
-// rows of 128 bytes, groups of 8 rows 1024 bytes apart.
-__device__ __forceinline__ u64 smem_desc_k_major_sw128(const void* smem) {
-  const u64 addr = smem_u32(smem);
-  u64 desc = 0;
-  desc |= (addr & 0x3FFFF) >> 4;            // start address, 16-byte units
-  desc |= u64(1) << 16;                     // leading byte offset (unused for swizzled K-major)
-  desc |= u64(1024 >> 4) << 32;             // stride byte offset: 8 rows x 128 B
-  desc |= u64(1) << 62;                     // layout: 128-byte swizzle
+// rows of 128 bytes, groups of 8 rows 1024 bytes apart. It is built from two 32-bit words so
+// that stepping through stages and K (the start address, low word) is one 32-bit add:
+//   low word:  start address in 16-byte units (bits 0-13), leading byte offset 1 (16-29;
+//              unused for swizzled K-major)
+//   high word: stride byte offset 1024 B in 16-byte units (bits 0-13), layout 128-byte
+//              swizzle (bits 30-31 = 1)
+__device__ __forceinline__ u32 smem_desc_sw128_lo(const void* smem) {
+  return ((smem_u32(smem) & 0x3FFFF) >> 4) | (1u << 16);
+}
+
+__device__ __forceinline__ u64 smem_desc_sw128(u32 lo) {
+  constexpr u32 kHi = (1024 >> 4) | (1u << 30);
+  u64 desc;
+  asm("mov.b64 %0, {%1, %2};" : "=l"(desc) : "r"(lo), "r"(kHi));
   return desc;
 }
 
