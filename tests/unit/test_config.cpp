@@ -114,7 +114,7 @@ TEST_CASE("the heuristic picks a candidate that fits, for every shape and SM cou
         // Only report on failure: there are thousands of combinations.
         if (!contains_config(candidates, c) || shared_memory_bytes(c) > kSharedMemoryLimit ||
             (threads_per_block(c) != 256 && threads_per_block(c) != 384) ||
-            (c.block_m == 64) != (m <= 64)) {
+            (m <= 64 && c.block_m != 64)) {
           FAIL_CHECK("m=" << m << " n=" << n << " k=" << k << " sms=" << sms << ": "
                           << describe(spec_of(n, k, c)));
         }
