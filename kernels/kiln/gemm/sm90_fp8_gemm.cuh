@@ -8,7 +8,8 @@
 //   math warpgroups 0..kBlockM/64-1: each owns 64 rows of the kBlockM x kBlockN tile. Per
 //     128-K block it issues four wgmma k32 into fresh accumulators, releases the stage, and
 //     promotes the partial product into FP32 totals scaled by SA * SB (the FP8 tensor-core
-//     sum is not exact FP32, so it is never carried across more than 128 K).
+//     sum is not exact FP32, so it is never carried across more than 128 K). Two math
+//     warpgroups take turns issuing (ping-pong), so one promotes while the other's batch runs.
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
 //     copies the stage's scales (kBlockM of SA, one of SB) into shared memory with cp.async.
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
