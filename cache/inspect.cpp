@@ -31,17 +31,11 @@ namespace kiln::cache {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr const char* kCubinFile = "kernel.cubin";
-constexpr const char* kManifestFile = "manifest.json";
 constexpr int64_t kStaleTmpSeconds = 3600;
 
 std::string error_text(int err) { return std::system_category().message(err); }
 
 [[noreturn]] void fail(const std::string& message) { throw std::runtime_error(message); }
-
-fs::path schema_dir(const fs::path& root) { return root / fmt::format("v{}", kSchemaVersion); }
-
-int64_t now_unix() { return static_cast<int64_t>(std::time(nullptr)); }
 
 int64_t mtime_unix(const fs::path& path) {
   struct stat st;
@@ -67,38 +61,27 @@ uint64_t tree_bytes(const fs::path& path) {
   return total;
 }
 
-// Returns 0, or the errno of the failure.
-int read_file(const fs::path& path, std::string* out) {
-  FILE* file = std::fopen(path.c_str(), "rbe");
-  if (file == nullptr) return errno;
-  std::string data;
-  char buffer[1 << 16];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) data.append(buffer, n);
-  const int err = std::ferror(file) ? (errno != 0 ? errno : EIO) : 0;
-  std::fclose(file);
-  if (err == 0) *out = std::move(data);
-  return err;
-}
-
-void write_file(const fs::path& path, const std::string& data) {
-  FILE* file = std::fopen(path.c_str(), "wbe");
-  if (file == nullptr) fail(fmt::format("cannot create {}: {}", path.string(), error_text(errno)));
-  const bool written = std::fwrite(data.data(), 1, data.size(), file) == data.size();
-  const int err = errno;
-  if (std::fclose(file) != 0 || !written)
-    fail(fmt::format("cannot write {}: {}", path.string(), error_text(written ? errno : err)));
-}
-
 struct EntryDir {
   std::string name;  // the entry's directory name
   fs::path path;
   bool valid_name = false;  // a key, under the prefix directory Store::entry_dir gives it
   Key key;
-  std::string display() const {
-    return valid_name ? name : (path.parent_path().filename() / name).string();
-  }
 };
+
+// d's entry as store.lookup() verifies it (quarantining a bad one); else nullopt, with what
+// is wrong in *problem.
+std::optional<Entry> verified_entry(const Store& store, const EntryDir& d, Problem* problem) {
+  if (!d.valid_name) {
+    *problem = {(d.path.parent_path().filename() / d.name).string(),
+                "not a cache entry: the directory's name is not its key"};
+    return std::nullopt;
+  }
+  std::string reason;
+  std::optional<Entry> entry = store.lookup(d.key, &reason);
+  // An empty reason: the entry changed between lookup()'s two reads.
+  if (!entry) *problem = {d.name, reason.empty() ? "failed verification" : reason};
+  return entry;
+}
 
 // The entry directories under <root>/v<schema>/<prefix>/. A missing root or schema
 // directory is an empty cache; any other failure to read it throws.
@@ -293,7 +276,7 @@ std::string refusal(const fs::path& archive) {
 // Renames the entry into tmp/ under its key's lock, then deletes it. False if it was
 // already gone; throws (with the reason) if it could not be taken out of the cache.
 bool remove_entry(const fs::path& root, const EntryInfo& entry, std::vector<std::string>* errors) {
-  FileLock lock(root / "locks" / (entry.key + ".lock"));
+  FileLock lock(Store(root).lock_path(entry.key));
   std::error_code ec;
   fs::create_directories(root / "tmp", ec);
   if (ec) fail(fmt::format("cannot create {}: {}", (root / "tmp").string(), ec.message()));
@@ -352,18 +335,10 @@ std::vector<EntryInfo> list_entries(const fs::path& root) {
     e.dir = d.path;
     e.bytes = tree_bytes(d.path);
     e.cubin_bytes = tree_bytes(d.path / kCubinFile);
-    std::string text, error;
-    if (!d.valid_name) {
+    if (!d.valid_name)
       e.problem = "the directory's name is not its key";
-    } else if (const int err = read_file(d.path / kManifestFile, &text)) {
-      e.problem = fmt::format("cannot read {}: {}", kManifestFile, error_text(err));
-    } else if (!Manifest::from_json(text, &e.manifest, &error)) {
-      e.problem = fmt::format("{}: {}", kManifestFile, error);
-    } else if (e.manifest.key != d.name) {
-      e.problem = fmt::format("{} is for key {}", kManifestFile, e.manifest.key);
-    } else {
-      e.readable = true;
-    }
+    else
+      e.readable = read_manifest(d.path, d.name, &e.manifest, &e.problem);
     e.created_unix = e.readable ? e.manifest.created_unix : mtime_unix(d.path);
     out.push_back(std::move(e));
   }
@@ -380,26 +355,20 @@ VerifyReport verify_entries(const fs::path& root) {
   VerifyReport report;
   const Store store(root);
   for (const EntryDir& d : scan_entry_dirs(root)) {
-    if (!d.valid_name) {
-      report.left.push_back(
-          {d.display(), "not a cache entry: the directory's name is not its key"});
-      continue;
-    }
-    std::string reason;
-    if (store.lookup(d.key, &reason)) {
+    Problem problem;
+    if (verified_entry(store, d, &problem)) {
       ++report.ok;
       continue;
     }
-    if (reason.empty()) reason = "failed verification";  // it changed between the two reads
     std::error_code ec;
-    (fs::exists(d.path, ec) ? report.left : report.quarantined).push_back({d.name, reason});
+    (fs::exists(d.path, ec) ? report.left : report.quarantined).push_back(problem);
   }
   return report;
 }
 
 PruneReport prune(const fs::path& root, const PruneOptions& options) {
   PruneReport report;
-  const int64_t now = options.now_unix != 0 ? options.now_unix : now_unix();
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
   std::vector<EntryInfo> entries = list_entries(root);
   std::sort(entries.begin(), entries.end(), [](const EntryInfo& a, const EntryInfo& b) {
     return a.created_unix != b.created_unix ? a.created_unix < b.created_unix : a.key < b.key;
@@ -471,21 +440,14 @@ ExportReport export_bundle(const fs::path& root, const fs::path& archive) {
   const Store staged(staging.path());
   fs::create_directories(schema_dir(staging.path()));
   for (const EntryDir& d : scan_entry_dirs(root)) {
-    if (!d.valid_name) {
-      report.skipped.push_back(
-          {d.display(), "not a cache entry: the directory's name is not its key"});
-      continue;
-    }
-    std::string reason;
-    std::optional<Entry> entry = store.lookup(d.key, &reason);
+    Problem problem;
+    std::optional<Entry> entry = verified_entry(store, d, &problem);
     if (!entry) {
-      report.skipped.push_back({d.name, reason.empty() ? "failed verification" : reason});
+      report.skipped.push_back(problem);
       continue;
     }
-    const fs::path dir = staged.entry_dir(d.key);
-    fs::create_directories(dir);
-    write_file(dir / kCubinFile, entry->cubin);
-    write_file(dir / kManifestFile, entry->manifest.to_json());
+    if (!staged.publish(d.key, Built{entry->manifest, std::move(entry->cubin)}))
+      fail(fmt::format("cannot write {} into {}", d.name, staging.path().string()));
     report.keys.push_back(d.name);
   }
 
@@ -498,7 +460,7 @@ ExportReport export_bundle(const fs::path& root, const fs::path& archive) {
   std::vector<std::string> args = {"tar", "--force-local", "-c"};
   if (ends_with(".gz") || ends_with(".tgz")) args.push_back("-z");
   args.insert(args.end(), {"-f", partial.string(), "-C", staging.path().string(),
-                           fmt::format("v{}", kSchemaVersion)});
+                           schema_dir(staging.path()).filename().string()});
   const ProcessResult tar = run_process(args);
   if (tar.status != 0) {
     fs::remove(partial, ec);
@@ -528,24 +490,19 @@ ImportReport import_bundle(const fs::path& root, const fs::path& archive) {
   if (tar.status != 0)
     fail(fmt::format("cannot extract {}: {}", archive.string(), trimmed(tar.err)));
 
-  const std::string schema = fmt::format("v{}", kSchemaVersion);
+  const fs::path schema = schema_dir(staging.path()).filename();
   for (fs::directory_iterator it(staging.path(), ec); !ec && it != fs::end(it); it.increment(ec))
     if (it->path().filename() != schema)
       report.rejected.push_back(
-          {it->path().filename().string(), fmt::format("not part of a {} cache", schema)});
+          {it->path().filename().string(), fmt::format("not part of a {} cache", schema.string())});
 
   const Store extracted(staging.path());
   const Store store(root);
   for (const EntryDir& d : scan_entry_dirs(staging.path())) {
-    if (!d.valid_name) {
-      report.rejected.push_back(
-          {d.display(), "not a cache entry: the directory's name is not its key"});
-      continue;
-    }
-    std::string reason;
-    std::optional<Entry> entry = extracted.lookup(d.key, &reason);
+    Problem problem;
+    std::optional<Entry> entry = verified_entry(extracted, d, &problem);
     if (!entry) {
-      report.rejected.push_back({d.name, reason.empty() ? "failed verification" : reason});
+      report.rejected.push_back(problem);
       continue;
     }
     if (store.lookup(d.key)) {  // a bad local copy is quarantined by this and replaced below

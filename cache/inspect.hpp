@@ -50,7 +50,6 @@ struct PruneOptions {
   std::optional<int64_t> older_than_s;  // remove entries created longer ago than this
   std::optional<uint64_t> max_bytes;    // then the oldest until the rest fit
   bool dry_run = false;
-  int64_t now_unix = 0;  // 0: now
 };
 
 struct Removed {

@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,11 +21,6 @@
 namespace kiln::cache {
 namespace fs = std::filesystem;
 namespace {
-
-constexpr const char* kCubinFile = "kernel.cubin";
-constexpr const char* kManifestFile = "manifest.json";
-
-spdlog::logger* logger() { return &kiln::log(); }
 
 bool fail(std::string* why, std::string text) {
   *why = std::move(text);
@@ -181,21 +175,28 @@ Check read_failure(const char* file, int err, std::string* problem) {
   return err == ENOENT || err == ENOTDIR || err == EISDIR ? Check::kBad : Check::kUnreadable;
 }
 
-Check read_entry(const fs::path& dir, const Key& key, Entry* entry, std::string* problem) {
+Check check_manifest(const fs::path& dir, const std::string& key_hex, Manifest* manifest,
+                     std::string* problem) {
   std::string text;
   if (const int err = read_file(dir / kManifestFile, &text)) {
     return read_failure(kManifestFile, err, problem);
   }
   std::string error;
-  if (!Manifest::from_json(text, &entry->manifest, &error)) {
+  if (!Manifest::from_json(text, manifest, &error)) {
     *problem = fmt::format("{}: {}", kManifestFile, error);
     return Check::kBad;
   }
-  const Manifest& m = entry->manifest;
-  if (m.key != key.hex()) {
-    *problem = fmt::format("{} is for key {}", kManifestFile, m.key);
+  if (manifest->key != key_hex) {
+    *problem = fmt::format("{} is for key {}", kManifestFile, manifest->key);
     return Check::kBad;
   }
+  return Check::kGood;
+}
+
+Check read_entry(const fs::path& dir, const Key& key, Entry* entry, std::string* problem) {
+  if (const Check c = check_manifest(dir, key.hex(), &entry->manifest, problem); c != Check::kGood)
+    return c;
+  const Manifest& m = entry->manifest;
   if (const int err = read_file(dir / kCubinFile, &entry->cubin)) {
     return read_failure(kCubinFile, err, problem);
   }
@@ -225,14 +226,14 @@ void quarantine(const fs::path& root, const Key& key, const fs::path& dir,
     const fs::path target = quarantine_dir / (n == 0 ? base : fmt::format("{}.{}", base, n));
     if (fs::exists(target, ec)) continue;  // rename() would replace an empty directory
     if (std::rename(dir.c_str(), target.c_str()) == 0) {
-      logger()->warn("kernel cache entry {} is bad ({}); moved it to {} and rebuilding",
+      kiln::log().warn("kernel cache entry {} is bad ({}); moved it to {} and rebuilding",
                      dir.string(), problem, target.string());
       return;
     }
     if (errno == ENOENT) return;  // another process moved it first
     if (errno != EEXIST && errno != ENOTEMPTY) err = errno;
   }
-  logger()->warn("kernel cache entry {} is bad ({}) and cannot be moved aside ({}); ignoring it",
+  kiln::log().warn("kernel cache entry {} is bad ({}) and cannot be moved aside ({}); ignoring it",
                  dir.string(), problem, std::system_category().message(err));
 }
 
@@ -281,11 +282,22 @@ std::mutex& warn_mutex() {
 
 }  // namespace
 
+fs::path schema_dir(const fs::path& root) { return root / fmt::format("v{}", kSchemaVersion); }
+
+bool read_manifest(const fs::path& dir, const std::string& key_hex, Manifest* manifest,
+                   std::string* problem) {
+  return check_manifest(dir, key_hex, manifest, problem) == Check::kGood;
+}
+
 Store::Store(fs::path root) : root_(std::move(root)) {}
 
 fs::path Store::entry_dir(const Key& key) const {
   const std::string hex = key.hex();
-  return root_ / fmt::format("v{}", kSchemaVersion) / hex.substr(0, 2) / hex;
+  return schema_dir(root_) / hex.substr(0, 2) / hex;
+}
+
+fs::path Store::lock_path(const std::string& key_hex) const {
+  return root_ / "locks" / (key_hex + ".lock");
 }
 
 std::optional<Entry> Store::lookup(const Key& key, std::string* why) const {
@@ -303,7 +315,7 @@ std::optional<Entry> Store::lookup(const Key& key, std::string* why) const {
       quarantine(root_, key, dir, problem);
       return std::nullopt;
     case Check::kUnreadable:
-      logger()->warn("kernel cache entry {} is unreadable ({}); rebuilding it", dir.string(),
+      kiln::log().warn("kernel cache entry {} is unreadable ({}); rebuilding it", dir.string(),
                      problem);
       return std::nullopt;
   }
@@ -315,7 +327,7 @@ bool Store::publish(const Key& key, const Built& built) const {
   if (write_entry(root_, entry_dir(key), sealed_manifest(key, built), built.cubin, &why)) {
     return true;
   }
-  logger()->debug("kernel cache: cannot store {}: {}", key.hex(), why);
+  kiln::log().debug("kernel cache: cannot store {}: {}", key.hex(), why);
   return false;
 }
 
@@ -329,9 +341,9 @@ Entry Store::get_or_build(const Key& key, const std::function<Built()>& build,
     return std::move(*hit);
   }
 
-  const fs::path lock_path = root_ / "locks" / (key.hex() + ".lock");
-  ProcessKeyLock process_lock(lock_path.string());
-  FileLock file_lock(lock_path);  // not held if the cache is read-only: build anyway
+  const fs::path lock_file = lock_path(key.hex());
+  ProcessKeyLock process_lock(lock_file.string());
+  FileLock file_lock(lock_file);  // not held if the cache is read-only: build anyway
   if (auto hit = lookup(key)) {  // published while we waited for the lock
     done(Outcome::kDiskHit);
     return std::move(*hit);
@@ -355,7 +367,7 @@ Entry Store::get_or_build(const Key& key, const std::function<Built()>& build,
     warned_unwritable_ = true;
   }
   if (first_warning) {
-    logger()->warn("kernel cache at {} is not writable ({}); kernels are kept in memory only",
+    kiln::log().warn("kernel cache at {} is not writable ({}); kernels are kept in memory only",
                    root_.string(), why);
   }
   done(Outcome::kCompiledNotStored);

@@ -19,6 +19,17 @@
 
 namespace kiln::cache {
 
+inline constexpr const char* kCubinFile = "kernel.cubin";
+inline constexpr const char* kManifestFile = "manifest.json";
+
+// <root>/v<schema>: the entries of this schema live under it.
+std::filesystem::path schema_dir(const std::filesystem::path& root);
+
+// Reads <dir>/manifest.json and checks that it parses and is for key_hex. False with
+// *problem set (as Store::lookup would say it) otherwise. The cubin is not read.
+bool read_manifest(const std::filesystem::path& dir, const std::string& key_hex,
+                   Manifest* manifest, std::string* problem);
+
 struct Entry {
   Manifest manifest;
   std::string cubin;
@@ -38,6 +49,8 @@ class Store {
 
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path entry_dir(const Key& key) const;
+  // The file a writer (or a remover) of key's entry locks.
+  std::filesystem::path lock_path(const std::string& key_hex) const;
 
   // Verified read: manifest parses, its key matches, the cubin's size and hash match.
   // A present but bad entry is moved to quarantine/ with a warning, and nullopt returned.

@@ -10,8 +10,8 @@
 
 #include "cache/inspect.hpp"
 #include "cache/logger.hpp"
+#include "cache/store.hpp"
 #include "cli.hpp"
-#include "kiln/runtime.hpp"
 
 namespace kiln::cli {
 namespace {
@@ -30,7 +30,7 @@ struct CacheOptions {
 fs::path cache_root() {
   // Store::lookup warns about each entry it quarantines; these commands report them.
   if (std::getenv("KILN_LOG_LEVEL") == nullptr) kiln::log().set_level(spdlog::level::err);
-  return Runtime::instance().cache_dir();
+  return cache::default_cache_dir();
 }
 
 void print_json(const json& j) { fmt::print("{}\n", j.dump(2)); }
@@ -214,10 +214,11 @@ void add_cache(CLI::App& app, std::function<int()>* run) {
       app.add_subcommand("cache", "List, verify, prune, export or import the kernel cache");
   cache->require_subcommand(1);
   auto o = std::make_shared<CacheOptions>();
+  // body == nullptr: the caller installs a callback that validates first.
   auto add = [&](const char* name, const char* help, int (*body)(const CacheOptions&)) {
     auto* cmd = cache->add_subcommand(name, help);
     cmd->add_flag("--json", o->json, "Print JSON");
-    cmd->callback([run, o, body] { *run = [o, body] { return body(*o); }; });
+    if (body) cmd->callback([run, o, body] { *run = [o, body] { return body(*o); }; });
     return cmd;
   };
   add("path", "Print the cache directory", run_path);
@@ -225,7 +226,7 @@ void add_cache(CLI::App& app, std::function<int()>* run) {
   add("verify", "Rehash every entry; quarantine bad ones (exit 1 if any)", run_verify);
 
   auto* prune = add("prune", "Remove old entries, or the oldest down to a size; clear quarantine/",
-                    run_prune);
+                    nullptr);
   auto* older = prune->add_option("--older-than", o->older_than,
                                   "Remove entries created longer ago than this (30m, 12h, 7d)");
   auto* max = prune->add_option("--max-size", o->max_size,
@@ -248,7 +249,7 @@ void add_cache(CLI::App& app, std::function<int()>* run) {
     *run = [o] { return run_prune(*o); };
   });
 
-  auto* exp = add("export", "Write the verified entries to a .tar or .tar.gz bundle", run_export);
+  auto* exp = add("export", "Write the verified entries to a .tar or .tar.gz bundle", nullptr);
   exp->add_option("FILE", o->file, "The archive to write (.tar, .tar.gz or .tgz)")->required();
   exp->callback([run, o] {
     if (!has_suffix(o->file, ".tar") && !has_suffix(o->file, ".tar.gz") &&
