@@ -144,21 +144,11 @@ void Runtime::Impl::configure(LoadedKernel& kernel, CUdevice device) {
   if (cluster > 1)
     KILN_CU(cu.cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1,
                                     kernel.kernel, device));
-  CUlaunchAttribute attribute{};
-  attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  attribute.value.clusterDim.x = static_cast<unsigned>(cluster);
-  attribute.value.clusterDim.y = attribute.value.clusterDim.z = 1;
-  CUlaunchConfig config{};
-  config.gridDimX = static_cast<unsigned>(cluster);
-  config.gridDimY = config.gridDimZ = 1;
-  config.blockDimX = static_cast<unsigned>(kernel.threads);
-  config.blockDimY = config.blockDimZ = 1;
-  config.sharedMemBytes = static_cast<unsigned>(kernel.smem_bytes);
-  config.attrs = &attribute;
-  config.numAttrs = 1;
+  KernelLaunch one(kernel, 1, nullptr);
+  one.config.numAttrs = 1;  // the occupancy query needs the cluster size, even 1
   int clusters = 0;
   KILN_CU(cu.cuOccupancyMaxActiveClusters(&clusters, reinterpret_cast<CUfunction>(kernel.kernel),
-                                          &config));
+                                          &one.config));
   if (clusters <= 0)
     throw Error(ErrorCode::kUnsupported,
                 fmt::format("{} cannot run on device {}: no cluster of {} CTAs fits",

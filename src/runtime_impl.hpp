@@ -34,6 +34,29 @@ struct LoadedKernel {
   int max_clusters[64] = {};  // per device: clusters of this kernel that fit at once
 };
 
+// cuLaunchKernelEx's configuration for `clusters` clusters of a loaded kernel (block size,
+// shared memory and cluster size from its spec). Not copyable: config points at cluster.
+struct KernelLaunch {
+  CUlaunchAttribute cluster{};
+  CUlaunchConfig config{};
+  KernelLaunch(const LoadedKernel& kernel, int clusters, CUstream stream) {
+    const unsigned size = static_cast<unsigned>(kernel.spec.config.cluster_size());
+    cluster.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    cluster.value.clusterDim.x = size;
+    cluster.value.clusterDim.y = cluster.value.clusterDim.z = 1;
+    config.attrs = &cluster;
+    config.numAttrs = size > 1 ? 1 : 0;
+    config.gridDimX = static_cast<unsigned>(clusters) * size;
+    config.gridDimY = config.gridDimZ = 1;
+    config.blockDimX = static_cast<unsigned>(kernel.threads);
+    config.blockDimY = config.blockDimZ = 1;
+    config.sharedMemBytes = static_cast<unsigned>(kernel.smem_bytes);
+    config.hStream = stream;
+  }
+  KernelLaunch(const KernelLaunch&) = delete;
+  KernelLaunch& operator=(const KernelLaunch&) = delete;
+};
+
 // The context's device and its SM count, cached per thread for the hot path.
 struct DeviceInfo {
   CUdevice device = 0;

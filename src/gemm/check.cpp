@@ -20,7 +20,7 @@ void check_aligned(const void* ptr, int bytes, const char* name, const char* why
                     name, ptr, bytes, why, bytes));
 }
 
-// The checks dense and grouped GEMMs share. rows: rows of A per group (masked) or in all.
+// The checks dense and grouped GEMMs share; fills in the default leading dimensions.
 void check_common(int m, int n, int k, int64_t& lda, int64_t& ldb, int64_t& ldd,
                   int64_t& ld_sb) {
   if (m < 0) bad(fmt::format("m={} is negative; m is the number of rows of A and D", m));

@@ -176,6 +176,12 @@ std::string describe(const KernelSpec& s) {
                      s.config.split_k > 1 ? fmt::format(" split_k={}", s.config.split_k) : "");
 }
 
+std::string config_name(const Config& c) {
+  return fmt::format("{}x{}x{}{}{}", c.block_m, c.block_n, c.stages,
+                     c.multicast_n > 1 ? fmt::format("m{}", c.multicast_n) : "",
+                     c.split_k > 1 ? fmt::format("k{}", c.split_k) : "");
+}
+
 std::string config_json(const KernelSpec& s) {
   nlohmann::json j = {{"kind", to_string(s.kind)}, {"arch", arch_name(s.arch)},
                       {"n", s.n}, {"k", s.k}, {"block_m", s.config.block_m},

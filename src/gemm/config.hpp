@@ -69,6 +69,9 @@ std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms,
 
 std::string arch_name(int arch);  // 90 -> "sm_90a"
 std::string describe(const KernelSpec& spec);
+// Short name of a configuration for tables: block_m x block_n x stages, then "m2" for
+// multicast pairs and "kN" for split-K over N CTAs ("128x64x7k2").
+std::string config_name(const Config& config);
 std::string config_json(const KernelSpec& spec);
 std::string kernel_source(const KernelSpec& spec);
 std::string name_expression(const KernelSpec& spec);

@@ -1,22 +1,13 @@
-// FP8 E4M3 and BF16 on the host: conversion and random test data. For tests, benchmarks
+// BF16 conversion and random FP8 E4M3 test data on the host. For tests, benchmarks
 // and references; never on the launch path.
 #pragma once
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
 #include <vector>
 
 namespace kiln::gemm {
-
-// E4M3 (OCP FP8, "fn"): 1 sign, 4 exponent (bias 7), 3 mantissa; no infinities; 0x7F/0xFF NaN.
-inline double e4m3_to_double(uint8_t v) {
-  const int sign = v >> 7, exponent = (v >> 3) & 15, mantissa = v & 7;
-  if (exponent == 15 && mantissa == 7) return NAN;
-  const double magnitude = exponent == 0 ? std::ldexp(mantissa / 8.0, -6)
-                                         : std::ldexp(1.0 + mantissa / 8.0, exponent - 7);
-  return sign ? -magnitude : magnitude;
-}
 
 inline float bf16_to_float(uint16_t v) {
   const uint32_t bits = static_cast<uint32_t>(v) << 16;

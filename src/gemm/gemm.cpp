@@ -52,21 +52,10 @@ void launch(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::Problem& p,
     const int units = m_blocks * n_groups;
     clusters = c.split_k > 1 ? units : std::min(units, clusters);
   }
-  CUlaunchAttribute attribute{};
-  attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  attribute.value.clusterDim.x = static_cast<unsigned>(c.cluster_size());
-  attribute.value.clusterDim.y = attribute.value.clusterDim.z = 1;
-  CUlaunchConfig config{};
-  config.attrs = &attribute;
-  config.numAttrs = c.cluster_size() > 1 ? 1 : 0;
-  config.gridDimX = static_cast<unsigned>(clusters * c.cluster_size());
-  config.gridDimY = config.gridDimZ = 1;
-  config.blockDimX = static_cast<unsigned>(kernel.threads);
-  config.blockDimY = config.blockDimZ = 1;
-  config.sharedMemBytes = static_cast<unsigned>(kernel.smem_bytes);
-  config.hStream = stream;
-  KILN_CU(driver::get().cuLaunchKernelEx(&config, reinterpret_cast<CUfunction>(kernel.kernel),
-                                         params, nullptr));
+  const KernelLaunch launch_config(kernel, clusters, stream);
+  KILN_CU(driver::get().cuLaunchKernelEx(&launch_config.config,
+                                         reinterpret_cast<CUfunction>(kernel.kernel), params,
+                                         nullptr));
   rt.count_launch();
 }
 

@@ -70,7 +70,8 @@ void parse_ptxas_log(const std::string& log, CompileResult* result) {
   // Each value is the integer right before its label on the line that has the label.
   auto value = [&](const char* label, const char* anchor) -> int {
     for (size_t at = log.find(label); at != std::string::npos; at = log.find(label, at + 1)) {
-      const size_t line_start = log.rfind('\n', at) == std::string::npos ? 0 : log.rfind('\n', at) + 1;
+      const size_t newline = log.rfind('\n', at);
+      const size_t line_start = newline == std::string::npos ? 0 : newline + 1;
       if (anchor && log.substr(line_start, at - line_start).find(anchor) == std::string::npos)
         continue;
       size_t digits = at;

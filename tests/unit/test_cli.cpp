@@ -310,6 +310,8 @@ TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
       // Shape rules of gemm_fp8, named in the message.
       {{"compile", "--m", "1", "--n", "100", "--k", "7168"}, "N must be a multiple of 8"},
       {{"compile", "--m", "1", "--n", "2112", "--k", "7160"}, "K of 16"},
+      // A shape set brings its own shapes: --m/--n/--k would be ignored.
+      {{"bench", "--model", "deepseek-v3", "--m", "64"}, "excludes"},
   };
   for (const Case& c : cases) {
     std::string joined;

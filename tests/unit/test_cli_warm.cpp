@@ -183,6 +183,8 @@ TEST_CASE("kiln warm rejects bad shape files, naming the file and line", "[unit]
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Contains(file.string() + c.where));
     CHECK_THAT(r.err, Contains(c.says));
+    // The file is named once, not again by a nested check.
+    CHECK(r.err.find(file.string()) == r.err.rfind(file.string()));
     CHECK(r.out.empty());
   }
   CHECK(cache_entries(cli.cache()) == 0);  // nothing was compiled

@@ -20,7 +20,7 @@ void add_bench(CLI::App& app, std::function<int()>* run);
 void add_cache(CLI::App& app, std::function<int()>* run);
 void add_tune(CLI::App& app, std::function<int()>* run);
 
-// "sm_90a" -> 90; throws CLI::ValidationError for anything else.
+// "sm_90a" -> 90; throws kiln::Error(kInvalidArgument) for anything else.
 int parse_arch(const std::string& arch);
 
 }  // namespace kiln::cli

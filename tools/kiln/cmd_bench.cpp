@@ -10,6 +10,7 @@
 #include "bench/cublaslt_ref.hpp"
 #include "bench/harness.hpp"
 #include "cli.hpp"
+#include "gemm/check.hpp"
 #include "gemm/config.hpp"
 #include "kiln/gemm.hpp"
 #include "kiln/runtime.hpp"
@@ -118,11 +119,7 @@ int run_bench(const BenchOptions& o) {
     DeviceBuffer d_ref(size_t(s.m) * s.n * 2);
     const GemmFp8Args args = buf.args();
     const ConfigChoice choice = rt.choose_config(gemm::Kind::kDense, s.m, s.n, s.k, device);
-    const gemm::Config& cc = choice.config;
-    const std::string config =
-        fmt::format("{}x{}x{}{}{}{}", cc.block_m, cc.block_n, cc.stages,
-                    cc.multicast_n > 1 ? "m2" : "", cc.split_k > 1 ? fmt::format("k{}", cc.split_k) : "",
-                    choice.tuned ? "*" : "");
+    const std::string config = gemm::config_name(choice.config) + (choice.tuned ? "*" : "");
     const double kiln_us = timer.median_us(o.iters, [&] { gemm_fp8(args, stream); });
 
     const int kb = (s.k + 127) / 128, nb = (s.n + 127) / 128;
@@ -190,12 +187,11 @@ int run_bench(const BenchOptions& o) {
     const gemm::Kind kind = kernel_kind(s.kind);
     const GroupedLayout layout = gemm::layout_of(kind);
     bench::GroupedBuffers buf(layout, s.groups, s.m, s.n, s.k, rng);
-    GroupedGemmFp8Args args = buf.args();
-    if (layout == GroupedLayout::kMasked) args.expected_m = s.m;
-    const ConfigChoice choice = rt.choose_config(kind, config_m(s), s.n, s.k, device);
-    const std::string config = fmt::format("{}x{}x{}{}", choice.config.block_m,
-                                           choice.config.block_n, choice.config.stages,
-                                           choice.tuned ? "*" : "");
+    const GroupedGemmFp8Args args = buf.args();
+    // The M the runtime chooses for (contiguous groups are padded to the alignment).
+    const int chosen_for = gemm::check_grouped_args(args).config_m;
+    const ConfigChoice choice = rt.choose_config(kind, chosen_for, s.n, s.k, device);
+    const std::string config = gemm::config_name(choice.config) + (choice.tuned ? "*" : "");
     const double us = timer.median_us(o.iters, [&] { gemm_fp8_grouped(args, stream); });
     bench::Fp8Buffers dense(config_m(s), s.n, s.k, rng);
     const GemmFp8Args dense_args = dense.args();
@@ -239,11 +235,13 @@ int run_bench(const BenchOptions& o) {
 void add_bench(CLI::App& app, std::function<int()>* run) {
   auto* cmd = app.add_subcommand("bench", "Time kiln against cuBLASLt on this GPU");
   auto o = std::make_shared<BenchOptions>();
-  cmd->add_option("--m", o->ms, "M values (default 64,128,4096)")->delimiter(',');
-  cmd->add_option("--n", o->n, "N (default: DeepSeek-V3's dense (N, K))")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--k", o->k, "K (with --n)")->check(CLI::PositiveNumber);
+  auto* m = cmd->add_option("--m", o->ms, "M values (default 64,128,4096)")->delimiter(',');
+  auto* n = cmd->add_option("--n", o->n, "N (default: DeepSeek-V3's dense (N, K))")
+                ->check(CLI::PositiveNumber);
+  auto* k = cmd->add_option("--k", o->k, "K (with --n)")->check(CLI::PositiveNumber);
   add_shape_options(cmd, &o->shapes);
+  for (auto* shape_option : {m, n, k})  // a shape set brings its own M, N and K
+    shape_option->excludes("--model")->excludes("--shapes");
   cmd->add_option("--iters", o->iters, "Timed runs per measurement")->check(CLI::Range(1, 10000));
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--csv", o->csv, "Print CSV");

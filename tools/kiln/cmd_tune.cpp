@@ -8,12 +8,12 @@
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <functional>
-#include <memory>
+#include <optional>
 #include <random>
 
 #include "bench/harness.hpp"
 #include "cli.hpp"
+#include "gemm/check.hpp"
 #include "gemm/config.hpp"
 #include "gemm/launch.hpp"
 #include "gemm/tuning_db.hpp"
@@ -37,8 +37,7 @@ struct TuneOptions {
 // A rough time model, only to order candidates for --top: waves of tiles, each costing its
 // MMA work plus its operand traffic.
 double estimate(const gemm::Config& c, int m, int n, int k, int sms) {
-  const double tiles = std::ceil(double(m) / c.block_m) * std::ceil(double(n) / c.block_n);
-  const double waves = std::ceil(tiles / sms);
+  const double waves = std::ceil(double(gemm::num_tiles(c, m, n)) / sms);
   return waves * k * (double(c.block_m) * c.block_n / 4096.0 + (c.block_m + c.block_n) / 32.0);
 }
 
@@ -72,8 +71,20 @@ int run_tune(const TuneOptions& o) {
   for (size_t i = 0; i < shapes.size(); ++i) {
     const ShapeSpec& s = shapes[i];
     progress.update(i, fmt::format("{}x{}x{}", s.m, s.n, s.k));
-    if (!o.force && db.find_tuned(device.name, device.num_sms, kernel_kind(s.kind), s.n, s.k,
-                                  config_m(s))) {
+    // The problem to time, dense or grouped (then all groups full: masked_m = m), and the M
+    // the runtime chooses its configuration for.
+    const gemm::Kind kind = kernel_kind(s.kind);
+    std::optional<bench::Fp8Buffers> dense;
+    std::optional<bench::GroupedBuffers> grouped;
+    gemm::Problem problem;
+    if (kind == gemm::Kind::kDense) {
+      problem = gemm::check_fp8_args(dense.emplace(s.m, s.n, s.k, rng).args());
+    } else {
+      problem = gemm::check_grouped_args(
+          grouped.emplace(gemm::layout_of(kind), s.groups, s.m, s.n, s.k, rng).args());
+    }
+    const int cm = problem.config_m;
+    if (!o.force && db.find_tuned(device.name, device.num_sms, kind, s.n, s.k, cm)) {
       ++skipped;
       continue;
     }
@@ -81,8 +92,6 @@ int run_tune(const TuneOptions& o) {
       left = static_cast<int>(shapes.size() - i);
       break;
     }
-    const gemm::Kind kind = kernel_kind(s.kind);
-    const int cm = config_m(s);
     const gemm::Config heuristic = gemm::heuristic_config(cm, s.n, s.k, device.num_sms, kind);
     std::vector<gemm::Config> candidates = gemm::candidate_configs(s.n, s.k, kind);
     std::sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
@@ -92,24 +101,6 @@ int run_tune(const TuneOptions& o) {
     if (std::find(candidates.begin(), candidates.end(), heuristic) == candidates.end())
       candidates.push_back(heuristic);
 
-    // The problem to time, dense or grouped (then all groups full: masked_m = m).
-    std::function<void(const gemm::Config*)> run;
-    std::unique_ptr<bench::Fp8Buffers> dense;
-    std::unique_ptr<bench::GroupedBuffers> grouped;
-    if (kind == gemm::Kind::kDense) {
-      dense = std::make_unique<bench::Fp8Buffers>(s.m, s.n, s.k, rng);
-      run = [&, args = dense->args()](const gemm::Config* c) {
-        gemm::launch_fp8(runtime, args, c, stream);
-      };
-    } else {
-      const GroupedLayout layout = gemm::layout_of(kind);
-      grouped = std::make_unique<bench::GroupedBuffers>(layout, s.groups, s.m, s.n, s.k, rng);
-      GroupedGemmFp8Args args = grouped->args();
-      if (layout == GroupedLayout::kMasked) args.expected_m = s.m;
-      run = [&, args](const gemm::Config* c) {
-        gemm::launch_fp8_grouped(runtime, args, c, stream);
-      };
-    }
     double heuristic_us = NAN, best_us = INFINITY;
     gemm::Config best = heuristic;
     int timed = 0;
@@ -117,16 +108,16 @@ int run_tune(const TuneOptions& o) {
       gemm::KernelSpec spec;
       spec.kind = kind, spec.n = s.n, spec.k = s.k, spec.config = c;
       try {
-        const CompiledKernel compiled = rt.compile(spec);  // prunes spilling kernels (throws)
-        if (compiled.entry.manifest.dynamic_smem_bytes > gemm::kSharedMemoryLimit) continue;
+        rt.kernel(spec, stream);  // compiles and loads; a spilling kernel throws: skipped
       } catch (const Error&) {
         continue;
       }
-      const double us = timer.median_us(o.iters, [&] { run(&c); });
+      const double us =
+          timer.median_us(o.iters, [&] { gemm::launch_problem(runtime, problem, &c, stream); });
       ++timed;
       if (o.verbose && !o.json)
-        fmt::print("      {:>5} {:>6} {:>6}   {:<40} {:>9.1f} us\n", s.m, s.n, s.k,
-                   gemm::describe(spec).substr(gemm::describe(spec).find("block=")), us);
+        fmt::print("      {:>5} {:>6} {:>6}   {:<14} {:>9.1f} us\n", s.m, s.n, s.k,
+                   gemm::config_name(c), us);
       if (c == heuristic) heuristic_us = us;
       if (us < best_us) best_us = us, best = c;
     }
@@ -139,11 +130,7 @@ int run_tune(const TuneOptions& o) {
     if (!db.save(db_path, &error))
       throw Error(ErrorCode::kInternal, "cannot save the tuning database: " + error);
     ++tuned;
-    auto name = [](const gemm::Config& c) {
-      return fmt::format("{}x{}x{}{}{}", c.block_m, c.block_n, c.stages,
-                         c.multicast_n > 1 ? " mc2" : "",
-                         c.split_k > 1 ? fmt::format(" sk{}", c.split_k) : "");
-    };
+    const auto name = gemm::config_name;
     results.push_back({{"m", s.m}, {"n", s.n}, {"k", s.k}, {"heuristic", name(heuristic)},
                        {"heuristic_us", heuristic_us}, {"tuned", name(best)},
                        {"tuned_us", best_us}, {"candidates_timed", timed}});

@@ -63,33 +63,28 @@ std::vector<ShapeSpec> parse_shapes(const std::string& text, const std::string& 
     }
     int index = 0;
     for (const auto& item : j) {
-      ++index;
-      ShapeSpec s;
+      const std::string where = fmt::format("{}: entry {}", origin, ++index);
+      if (!item.is_object()) bad(where, 0, "not an object");
       // Integers only: 64.9, true or 2^32 + 64 are refused, not converted.
       auto integer = [&](const char* name, int fallback, bool required) {
-        if (!item.is_object()) bad(origin, 0, fmt::format("entry {} is not an object", index));
         if (!item.contains(name)) {
-          if (required) bad(origin, 0, fmt::format("entry {}: \"{}\" is missing", index, name));
+          if (required) bad(where, 0, fmt::format("\"{}\" is missing", name));
           return fallback;
         }
         const auto& v = item.at(name);
         if (!v.is_number_integer() || v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX)
-          bad(origin, 0, fmt::format("entry {}: \"{}\" = {} is not a 32-bit integer", index, name,
-                                     v.dump()));
+          bad(where, 0, fmt::format("\"{}\" = {} is not a 32-bit integer", name, v.dump()));
         return static_cast<int>(v.get<int64_t>());
       };
-      if (item.is_object() && item.contains("kind") && !item.at("kind").is_string())
-        bad(origin, 0, fmt::format("entry {}: \"kind\" is not a string", index));
-      s.kind = item.is_object() ? item.value("kind", std::string("dense")) : "";
+      if (item.contains("kind") && !item.at("kind").is_string())
+        bad(where, 0, "\"kind\" is not a string");
+      ShapeSpec s;
+      s.kind = item.value("kind", std::string("dense"));
       s.m = integer("m", 0, true);
       s.n = integer("n", 0, true);
       s.k = integer("k", 0, true);
       s.groups = integer("groups", 1, false);
-      try {
-        check_shape(s, origin, 0);
-      } catch (const Error& e) {
-        bad(origin, 0, fmt::format("entry {}: {}", index, e.what()));
-      }
+      check_shape(s, where, 0);
       shapes.push_back(s);
     }
     return shapes;

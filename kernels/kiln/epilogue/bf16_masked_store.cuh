@@ -19,7 +19,9 @@ __device__ __forceinline__ void store_tile_bf16_masked(const float* acc, u8* sme
   constexpr int kChunksPerRow = kBlockN / 8;  // 16-byte chunks
   const int tid = threadIdx.x % 128;
 
-  ptx::named_barrier_sync(1 + warpgroup, 128);  // the previous tile's reads are done
+  // The previous tile's reads of smem_d (a TMA store's, this warpgroup's) are done.
+  if (tid == 0) ptx::tma_store_wait_read();
+  ptx::named_barrier_sync(1 + warpgroup, 128);
   write_tile_bf16<kBlockM, kBlockN>(acc, smem_d, warpgroup);
   ptx::named_barrier_sync(1 + warpgroup, 128);
 

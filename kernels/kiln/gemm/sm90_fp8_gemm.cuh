@@ -263,7 +263,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, t.row0,
                                             t.n_block * kBlockN);
         } else {
-          if (tid == 0) ptx::tma_store_wait_read();  // an earlier TMA store may still read smem_d
           store_tile_bf16_masked<kBlockM, kBlockN, kN>(
               total, smem_d, d, ldd, warpgroup, t.row0, t.n_block * kBlockN, [&](int r) {
                 if (r >= t.rows) return false;

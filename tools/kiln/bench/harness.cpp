@@ -64,10 +64,11 @@ GemmFp8Args Fp8Buffers::args() const {
 
 GroupedBuffers::GroupedBuffers(GroupedLayout layout_, int groups_, int m_, int n_, int k_,
                                std::mt19937_64& rng)
-    : layout(layout_), groups(groups_), m(m_), n(n_), k(k_) {
-  const int align = grouped_m_alignment();
-  const int rows_per_group =
-      layout == GroupedLayout::kMasked ? m : (m + align - 1) / align * align;
+    : layout(layout_), groups(groups_), m(m_), n(n_), k(k_),
+      rows_per_group(layout_ == GroupedLayout::kContiguousByRow
+                         ? (m_ + grouped_m_alignment() - 1) / grouped_m_alignment() *
+                               grouped_m_alignment()
+                         : m_) {
   const size_t rows = size_t(rows_per_group) * groups;
   const int kb = (k + 127) / 128, nb = (n + 127) / 128;
   a = driver::DeviceBuffer(rows * k);
@@ -97,10 +98,7 @@ GroupedBuffers::GroupedBuffers(GroupedLayout layout_, int groups_, int m_, int n
 GroupedGemmFp8Args GroupedBuffers::args() const {
   GroupedGemmFp8Args x;
   x.layout = layout, x.num_groups = groups, x.n = n, x.k = k;
-  const int align = grouped_m_alignment();
-  x.m = layout == GroupedLayout::kMasked ? m
-        : layout == GroupedLayout::kContiguousByRow ? (m + align - 1) / align * align * groups
-                                                    : m * groups;
+  x.m = layout == GroupedLayout::kMasked ? m : rows_per_group * groups;
   x.a = a.get_as(), x.b = b.get_as(), x.sa = sa.get_as<float>(), x.sb = sb.get_as<float>();
   x.d = d.get_as(), x.group_info = info.get_as<int>();
   return x;

@@ -59,6 +59,7 @@ struct GroupedBuffers {
   GroupedGemmFp8Args args() const;
   GroupedLayout layout;
   int groups, m, n, k;
+  int rows_per_group;  // m, or contiguous by row: m rounded up to grouped_m_alignment()
   driver::DeviceBuffer a, b, sa, sb, d, info;
 };
 
