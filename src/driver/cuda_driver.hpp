@@ -19,7 +19,8 @@ namespace kiln::driver {
   X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize)                    \
   X(cuEventElapsedTime) X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate)   \
   X(cuGraphLaunch) X(cuGraphExecDestroy) X(cuGraphDestroy) \
-  X(cuMemcpyDtoDAsync) X(cuOccupancyMaxActiveClusters)
+  X(cuMemcpyDtoDAsync) X(cuOccupancyMaxActiveClusters) X(cuStreamWaitValue32)            \
+  X(cuStreamWriteValue32)
 
 struct Driver {
 #define KILN_DECLARE(name) decltype(&::name) name = nullptr;

@@ -59,7 +59,8 @@ int threads_per_block(const Config& c) { return (c.block_m / 64 + 1) * 128; }
 int shared_memory_bytes(const Config& c) {
   const int stage = (c.block_m + c.block_n) * 128;
   const int d = c.split_k > 1 ? c.block_m * (c.block_n + 4) * 4 : c.block_m * c.block_n * 2;
-  const int scales = (c.stages * c.block_m + (c.stages + 3) / 4 * 4) * 4;
+  const int sb_per_stage = c.block_n <= 128 ? 1 : 2;  // B scale blocks a tile spans
+  const int scales = (c.stages * c.block_m + (c.stages * sb_per_stage + 3) / 4 * 4) * 4;
   return 1024 + c.stages * stage + d + scales + 2 * c.stages * 8;
 }
 
@@ -91,59 +92,84 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
       }
       configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 2, 1});
     }
+  // 128 x 192 tiles: more MMA work per K block for the same per-block overhead (neither
+  // split-K nor multicast).
+  configs.push_back({128, 192, max_stages(128, 192), 8, 1, 1});
   return configs;
 }
 
 namespace {
 
-// Relative time of one 128-K block of a tile, by block shape, when the tiles fill the machine
-// (kiln tune on an H200, M = 4096, N = 2112, K = 7168: 126.6 / 150.1 / 149.0 / 187.3 us over
-// 5 / 8 / 9 / 16 waves). Smaller tiles cost less each but do less work per byte of shared
-// memory read by the tensor cores, and a 64-row tile has one math warpgroup.
-double k_block_cost(int block_m, int block_n) {
-  if (block_m == 128) return block_n == 128 ? 1.0 : 0.74;
-  return block_n == 128 ? 0.655 : 0.46;
+// Microseconds one CTA spends per 128-K block of its tile, by block shape, and the fixed costs
+// of a launch and of a split-K cluster reduction: fitted to kiln tune's timings of every
+// candidate on 18 dense shapes (M 16..8192) on an H200 (docs/PERFORMANCE.md). Larger tiles
+// cost more per K block but do more MMA work per byte read and per step of the math loop.
+double k_block_us(int block_m, int block_n) {
+  if (block_m == 128) return block_n == 192 ? 0.549 : block_n == 128 ? 0.44 : 0.333;
+  return block_n == 128 ? 0.284 : 0.196;
 }
+constexpr double kLaunchUs = 6.19;
+double split_k_us(int split_k) { return split_k == 1 ? 0.0 : split_k == 2 ? 3.05 : 5.42; }
+// Memory bandwidth the estimate assumes (GB/s): the H200's ~4.3 TB/s copy rate, less what a
+// GEMM's access pattern loses. Only memory-bound shapes (small M) feel it.
+constexpr double kBandwidthGBs = 4000;
 
-// The block shape with the fewest estimated tile waves x cost for an M x N problem whose
-// 128 x 128 tiles at least fill the machine: the partial last wave is what it weighs.
-void choose_block_shape(int m, int n, int num_sms, Config* c) {
-  double best = 0;
-  for (int block_m : {128, 64})
-    for (int block_n : {128, 64}) {
-      const Config shape{block_m, block_n};
-      const int waves = (num_tiles(shape, m, n) + num_sms - 1) / num_sms;
-      const double cost = waves * k_block_cost(block_m, block_n);
-      if (best == 0 || cost < best * 0.99) best = cost, c->block_m = block_m, c->block_n = block_n;
-    }
-}
+// Tile waves from 10 waves of 128 x 128 tiles on count as a fraction: the last partial wave
+// no longer matters, and the choice stops depending on M (heuristic_m_breakpoints relies on it).
+constexpr int kFractionalWaves = 10;
+
+// Clusters of 4 place on about 120 of 132 SMs (GPCs are not multiples of 4).
+int cluster_capacity(int cluster, int num_sms) { return cluster <= 2 ? num_sms : num_sms * 10 / 11; }
 
 }  // namespace
 
+TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
+  const int ctas = num_tiles(c, m, n) * c.split_k;
+  const int capacity = cluster_capacity(c.cluster_size(), num_sms);
+  const int whole_waves = (ctas + capacity - 1) / capacity;
+  const bool fractional = num_tiles(Config{}, m, n) >= kFractionalWaves * num_sms;
+  const double waves = fractional ? double(ctas) / num_sms : whole_waves;
+  const int k_blocks = ((k + 127) / 128 + c.split_k - 1) / c.split_k;
+  TimeEstimate e;
+  e.compute_us = kLaunchUs + split_k_us(c.split_k) + waves * k_blocks * k_block_us(c.block_m, c.block_n);
+  // Streaming the operands: slower when a partial last wave leaves SMs idle (fewer SMs
+  // draw less bandwidth, though not proportionally less).
+  const double busy = fractional ? 1.0 : double(ctas) / (double(whole_waves) * num_sms);
+  // Above 64 rows M counts in whole 64-row blocks, like the tiles (heuristic_m_breakpoints
+  // relies on it).
+  const double rows = m <= 64 ? m : (m + 63) / 64 * 64.0;
+  const double bytes = double(n) * k + rows * k + 2.0 * rows * n;
+  const double memory_us = bytes / kBandwidthGBs / 1e3 / (0.5 + 0.5 * std::min(busy, 1.0));
+  e.total_us = std::max(e.compute_us, kLaunchUs + split_k_us(c.split_k) + memory_us);
+  return e;
+}
+
 Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
-  Config c;
-  c.block_m = m <= 64 ? 64 : 128;
-  const int m_blocks = (m + c.block_m - 1) / c.block_m;
-  // Narrow tiles when wide ones would leave most SMs idle.
-  c.block_n = m_blocks * ((n + 127) / 128) * 2 <= num_sms ? 64 : 128;
-  // Above 64 rows, when 128 x 128 tiles fill the machine: the block shape whose last wave
-  // wastes least (e.g. M = 1024, N = 2112: 136 tiles of 128 x 128 are 2 waves on 132 SMs,
-  // 264 of 128 x 64 exactly 2: 41.4 instead of 52.3 us).
-  if (m > 64 && num_tiles(Config{}, m, n) >= num_sms) choose_block_shape(m, n, num_sms, &c);
-  const int tiles = num_tiles(c, m, n);
+  // Every block shape and split (not multicast: over the 18 benchmark shapes it never beat
+  // single CTAs, so only kiln tune picks it) by estimated time. Within 1% the one with less
+  // compute time wins: at the memory floor it has more slack. 64-row tiles up to 64 rows.
   const int k_blocks = (k + 127) / 128;
-  // Fewer tiles than SMs: split K across a cluster while every cluster still fits at once
-  // (clusters of 4 place on about 120 of 132 SMs: GPCs are not multiples of 4) and every
-  // split keeps a few K blocks to pipeline.
-  auto capacity = [&](int cluster) { return cluster <= 2 ? num_sms : num_sms * 10 / 11; };
-  while (kind == Kind::kDense && c.split_k < 4 && tiles * c.split_k * 2 <= capacity(c.split_k * 2) &&
-         k_blocks / (c.split_k * 2) >= 4)
-    c.split_k *= 2;
-  // No multicast pairs: over the 18 benchmark shapes they never beat single CTAs (-0.4 to
-  // -2.5% at M = 4096; docs/PERFORMANCE.md), so only kiln tune picks them.
-  c.stages = max_stages(c.block_m, c.block_n, c.split_k);
-  c.group_m = 8;
-  return c;
+  Config best;
+  TimeEstimate best_e;
+  bool have = false;
+  for (const auto& [block_m, block_n] :
+       {std::pair{128, 128}, {128, 192}, {128, 64}, {64, 128}, {64, 64}}) {
+    if (m <= 64 && block_m != 64) continue;
+    for (int split : {1, 2, 4}) {
+      // Split K only for dense GEMMs, up to 128 columns, when every cluster fits at once and
+      // every split keeps a few K blocks to pipeline.
+      if (split > 1 && (kind != Kind::kDense || block_n > 128 || k_blocks / split < 4 ||
+                        num_tiles(Config{block_m, block_n}, m, n) * split >
+                            cluster_capacity(split, num_sms)))
+        continue;
+      Config c{block_m, block_n, max_stages(block_m, block_n, split), 8, 1, split};
+      const TimeEstimate e = estimate_time(c, m, n, k, num_sms);
+      if (!have || e.total_us < best_e.total_us * 0.99 ||
+          (e.total_us < best_e.total_us * 1.01 && e.compute_us < best_e.compute_us))
+        best = c, best_e = e, have = true;
+    }
+  }
+  return best;
 }
 
 std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms, Kind kind) {
@@ -155,9 +181,9 @@ std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms, K
   for (int64_t m = 1; m <= max_m;) {
     const Config c = heuristic_config(static_cast<int>(m), n, k, num_sms, kind);
     if (ms.empty() || !(c == last)) ms.push_back(static_cast<int>(m)), last = c;
-    // From 10 waves of 128 x 128 tiles on, choose_block_shape keeps 128 x 128 (the others'
-    // partial waves no longer outweigh their cost per K block) and nothing else changes.
-    if (num_tiles(Config{}, static_cast<int>(m), n) >= 10 * num_sms) break;
+    // From kFractionalWaves waves of 128 x 128 tiles on, choose_block_shape no longer depends
+    // on M (beyond rounding M up to whole blocks) and nothing else changes.
+    if (num_tiles(Config{}, static_cast<int>(m), n) >= kFractionalWaves * num_sms) break;
     // the next M, or above 64 rows the first M of the next 64-row block
     m = m <= 64 ? m + 1 : (m + 63) / 64 * 64 + 1;
   }

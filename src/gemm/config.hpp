@@ -20,7 +20,7 @@ GroupedLayout layout_of(Kind kind);  // a grouped kind's layout
 
 struct Config {
   int block_m = 128;  // 64 (one math warpgroup) or 128 (two)
-  int block_n = 128;  // 64 or 128
+  int block_n = 128;  // 64, 128, or 192 (block_m 128, no split-K or multicast)
   int stages = 4;     // depth of the shared-memory ring
   int group_m = 8;    // rasterization: block-rows per tile group
   int multicast_n = 1;  // 2: CTA pairs on adjacent N blocks share A by TMA multicast
@@ -62,6 +62,14 @@ std::vector<Config> candidate_configs(int n, int k, Kind kind = Kind::kDense);
 // The configuration gemm_fp8 uses for (m, n, k) on a device with num_sms SMs. For grouped
 // kinds m is the total rows (contiguous) or expected rows per group times num_groups
 // (masked); they use neither split-K nor multicast.
+// Estimated time of a configuration for an M x N x K problem on num_sms SMs, from a model
+// fitted to H200 timings: compute_us counts tile waves x K blocks x cost per K block plus
+// fixed costs; total_us is at least the time to stream the operands.
+struct TimeEstimate {
+  double total_us = 0, compute_us = 0;
+};
+TimeEstimate estimate_time(const Config& config, int m, int n, int k, int num_sms);
+// The configuration with the least estimated time (see config.cpp for the candidates).
 Config heuristic_config(int m, int n, int k, int num_sms, Kind kind = Kind::kDense);
 // M values at which heuristic_config can change for (n, k): warm-up compiles one per bucket.
 std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms,

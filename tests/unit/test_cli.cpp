@@ -312,6 +312,7 @@ TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
       {{"compile", "--m", "1", "--n", "2112", "--k", "7160"}, "K of 16"},
       // A shape set brings its own shapes: --m/--n/--k would be ignored.
       {{"bench", "--model", "deepseek-v3", "--m", "64"}, "excludes"},
+      {{"bench", "--l2", "warm"}, "--l2"},
   };
   for (const Case& c : cases) {
     std::string joined;

@@ -47,7 +47,7 @@ KernelSpec spec_of(int n, int k, const Config& c) {
 
 }  // namespace
 
-TEST_CASE("shared memory and thread counts of the four tile shapes", "[unit][config]") {
+TEST_CASE("shared memory and thread counts of the tile shapes", "[unit][config]") {
   // Mirrors Fp8GemmSmem: 1 KiB alignment pad + stages * (A + B tiles) + D tile + per-stage
   // scales (block_m of SA, SB padded to 4 floats) + barriers.
   CHECK(shared_memory_bytes({128, 128, 5, 8}) ==
@@ -67,6 +67,10 @@ TEST_CASE("shared memory and thread counts of the four tile shapes", "[unit][con
       // Deepest: one more stage would not fit (or the cap of 8 is reached).
       CHECK((s == 8 || shared_memory_bytes({bm, bn, s + 1, 8}) > kSharedMemoryLimit));
     }
+  // a 192-column tile spans two B scale blocks: two SB floats per stage
+  CHECK(shared_memory_bytes({128, 192, 4, 8}) ==
+        1024 + 4 * 40960 + 49152 + (4 * 128 + 8) * 4 + 2 * 4 * 8);
+  CHECK(max_stages(128, 192) == 4);
   CHECK(threads_per_block({64, 128, 4, 8}) == 256);   // producer + one math warpgroup
   CHECK(threads_per_block({128, 64, 4, 8}) == 384);   // producer + two
 }
@@ -78,7 +82,8 @@ TEST_CASE("candidate configurations are valid and deepest first", "[unit][config
     const Config& c = configs[i];
     INFO(describe(spec_of(2112, 7168, c)));
     CHECK((c.block_m == 64 || c.block_m == 128));
-    CHECK((c.block_n == 64 || c.block_n == 128));
+    CHECK((c.block_n == 64 || c.block_n == 128 || (c.block_n == 192 && c.block_m == 128)));
+    if (c.block_n == 192) CHECK((c.split_k == 1 && c.multicast_n == 1));
     CHECK(c.stages >= 2);  // a ring of one stage cannot overlap loads with math
     CHECK(c.group_m == 8);
     CHECK(shared_memory_bytes(c) <= kSharedMemoryLimit);
@@ -124,23 +129,50 @@ TEST_CASE("the heuristic picks a candidate that fits, for every shape and SM cou
   CHECK(checked == int(shapes.size() * 3 * ms.size()));
 }
 
-TEST_CASE("the heuristic narrows tiles when wide ones leave SMs idle", "[unit][config]") {
-  // n=2112: 17 column blocks of 128; m=64 gives 17 tiles, far below 132 SMs.
-  const Config small = heuristic_config(64, 2112, 7168, 132);
-  CHECK(small.block_m == 64);
-  CHECK(small.block_n == 64);
-  // m=4096: 32 x 17 tiles fill the GPU with wide tiles.
-  const Config large = heuristic_config(4096, 2112, 7168, 132);
-  CHECK(large.block_m == 128);
-  CHECK(large.block_n == 128);
-  // n=32768: 256 column blocks, already more than the SMs even at m=1.
-  CHECK(heuristic_config(1, 32768, 512, 132).block_n == 128);
-  // The switch depends on the SM count: narrow while m_blocks * n_blocks(128) * 2 <= SMs.
-  CHECK(heuristic_config(200, 2112, 7168, 78).block_n == 64);    // 2 * 17 * 2 = 68 <= 78
-  CHECK(heuristic_config(300, 2112, 7168, 78).block_n == 128);   // 3 * 17 * 2 = 102 > 78
-  CHECK(heuristic_config(300, 2112, 7168, 114).block_n == 64);   // 102 <= 114
-  CHECK(heuristic_config(300, 2112, 7168, 132).block_n == 64);
-  CHECK(heuristic_config(400, 2112, 7168, 132).block_n == 128);  // 4 * 17 * 2 = 136 > 132
+TEST_CASE("the heuristic picks what kiln tune found fastest on an H200", "[unit][config]") {
+  // The best of every candidate timed by kiln tune on an H200 (132 SMs), docs/PERFORMANCE.md.
+  struct Case {
+    int m, n, k;
+    Config best;
+  };
+  const Case cases[] = {
+      {64, 4096, 7168, {64, 64, 8, 8, 1, 2}},      // 128 CTAs instead of 64
+      {64, 7168, 16384, {64, 64, 8, 8}},
+      {64, 24576, 1536, {64, 64, 8, 8}},           // 2.9 waves of 384 tiles, not 1.45 of 192
+      {128, 2112, 7168, {64, 64, 8, 8, 1, 2}},     // 132 CTAs instead of 66
+      {128, 7168, 16384, {128, 128, 4, 8, 1, 2}},  // split-K beats 64-column tiles
+      {128, 24576, 1536, {128, 192, 4, 8}},        // one wave of 128 tiles
+      {4096, 2112, 7168, {128, 192, 4, 8}},        // 3 waves instead of 5
+      {4096, 7168, 16384, {128, 192, 4, 8}},
+      {1024, 2112, 7168, {128, 192, 4, 8}},
+  };
+  for (const Case& c : cases) {
+    INFO("m=" << c.m << " n=" << c.n << " k=" << c.k);
+    CHECK(config_name(heuristic_config(c.m, c.n, c.k, 132)) == config_name(c.best));
+  }
+}
+
+TEST_CASE("the heuristic's choice has the least estimated time", "[unit][config]") {
+  for (int sms : kSmCounts)
+    for (const auto& nk : kDeepSeekNK)
+      for (int m : {1, 16, 64, 100, 128, 256, 512, 1024, 4096, 8192}) {
+        const int n = nk[0], k = nk[1];
+        const Config chosen = heuristic_config(m, n, k, sms);
+        const TimeEstimate e = estimate_time(chosen, m, n, k, sms);
+        INFO("m=" << m << " n=" << n << " k=" << k << " sms=" << sms << ": "
+                  << config_name(chosen));
+        CHECK(e.total_us >= e.compute_us);
+        // No candidate the heuristic may pick is estimated more than 1% faster.
+        for (const Config& c : candidate_configs(n, k)) {
+          const int clusters_fit = c.split_k <= 2 ? sms : sms * 10 / 11;
+          if (c.multicast_n > 1 || (m <= 64 && c.block_m != 64) ||
+              (c.split_k > 1 && (num_tiles(c, m, n) * c.split_k > clusters_fit ||
+                                 (k + 127) / 128 / c.split_k < 4)))
+            continue;
+          CHECK(estimate_time(c, m, n, k, sms).total_us >= e.total_us * 0.99);
+        }
+        if (chosen.block_n == 192) CHECK((chosen.split_k == 1 && chosen.multicast_n == 1));
+      }
 }
 
 TEST_CASE("heuristic M breakpoints cover every change of configuration", "[unit][config]") {
@@ -169,7 +201,8 @@ TEST_CASE("heuristic M breakpoints cover every change of configuration", "[unit]
   // max_m cuts the list.
   CHECK(heuristic_m_breakpoints(1, 2112, 7168, 132) == std::vector<int>{1});
   CHECK(heuristic_m_breakpoints(64, 2112, 7168, 132) == std::vector<int>{1});
-  CHECK(heuristic_m_breakpoints(65, 2112, 7168, 132) == std::vector<int>{1, 65});
+  CHECK(heuristic_m_breakpoints(65, 2112, 7168, 132).front() == 1);
+  CHECK(heuristic_m_breakpoints(65, 2112, 7168, 132).back() <= 65);
   CHECK(heuristic_m_breakpoints(0, 2112, 7168, 132).empty());
 }
 

@@ -28,6 +28,7 @@ struct BenchOptions {
   int n = 0, k = 0;
   ShapeSource shapes;
   int iters = 30;
+  std::string l2 = "rotate";
   bool json = false, csv = false, no_reference = false;
 };
 
@@ -52,7 +53,7 @@ int run_bench(const BenchOptions& o) {
   const auto& cu = driver::get();
   CUstream stream = nullptr;
   KILN_CU(cu.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
-  bench::Timer timer(stream);
+  bench::Timer timer(stream, o.l2 == "flush" ? bench::L2Mode::kFlush : bench::L2Mode::kRotate);
   Runtime::Impl& rt = Runtime::instance().impl();
   const DeviceInfo& device = rt.current_device();
   const double copy_gbps = bench::copy_bandwidth_gbps(timer, stream);
@@ -66,7 +67,7 @@ int run_bench(const BenchOptions& o) {
   std::string first_call_source;
   for (const ShapeSpec& s : shapes) {
     if (s.kind != "dense") continue;
-    bench::Fp8Buffers buf(s.m, s.n, s.k, rng);
+    bench::Fp8Buffers buf(s.m, s.n, s.k, timer, rng);
     const GemmFp8Args args = buf.args();
     const RuntimeStats before = Runtime::instance().stats();
     auto t0 = std::chrono::steady_clock::now();
@@ -115,12 +116,12 @@ int run_bench(const BenchOptions& o) {
       grouped.push_back(s);
       continue;
     }
-    bench::Fp8Buffers buf(s.m, s.n, s.k, rng);
+    bench::Fp8Buffers buf(s.m, s.n, s.k, timer, rng);
     DeviceBuffer d_ref(size_t(s.m) * s.n * 2);
-    const GemmFp8Args args = buf.args();
+    auto args = [&](int run) { return buf.args(run); };
     const ConfigChoice choice = rt.choose_config(gemm::Kind::kDense, s.m, s.n, s.k, device);
     const std::string config = gemm::config_name(choice.config) + (choice.tuned ? "*" : "");
-    const double kiln_us = timer.median_us(o.iters, [&] { gemm_fp8(args, stream); });
+    const double kiln_us = timer.median_us(o.iters, [&](int run) { gemm_fp8(args(run), stream); });
 
     const int kb = (s.k + 127) / 128, nb = (s.n + 127) / 128;
     const double flops = 2.0 * s.m * s.n * s.k;
@@ -133,8 +134,9 @@ int run_bench(const BenchOptions& o) {
       bench::CublasLtGemm blk(bench::RefKind::kFp8BlockScaled, s.m, s.n, s.k,
                               workspace.get_as(), workspace.bytes());
       if (blk.supported()) {
-        blk_us = timer.median_us(o.iters, [&] {
-          blk.run(args.a, args.b, args.sa, args.sb, d_ref.get_as(), stream);
+        blk_us = timer.median_us(o.iters, [&](int run) {
+          const GemmFp8Args x = args(run);
+          blk.run(x.a, x.b, x.sa, x.sb, d_ref.get_as(), stream);
         });
         KILN_CU(cu.cuStreamSynchronize(stream));
         diff = bench::rel_l2_bf16(buf.d.download<uint16_t>(size_t(s.m) * s.n),
@@ -143,17 +145,20 @@ int run_bench(const BenchOptions& o) {
       bench::CublasLtGemm tensor(bench::RefKind::kFp8TensorScaled, s.m, s.n, s.k,
                                  workspace.get_as(), workspace.bytes());
       if (tensor.supported())
-        tensor_us = timer.median_us(o.iters, [&] {
-          tensor.run(args.a, args.b, args.sa, args.sb, d_ref.get_as(), stream);
+        tensor_us = timer.median_us(o.iters, [&](int run) {
+          const GemmFp8Args x = args(run);
+          tensor.run(x.a, x.b, x.sa, x.sb, d_ref.get_as(), stream);
         });
-      DeviceBuffer a16(size_t(s.m) * s.k * 2), b16(size_t(s.n) * s.k * 2);
-      a16.upload(bench::random_bf16(size_t(s.m) * s.k, rng));
-      b16.upload(bench::random_bf16(size_t(s.n) * s.k, rng));
+      // BF16 inputs rotate like the FP8 ones (scales unused).
+      const size_t a16_bytes = size_t(s.m) * s.k * 2, b16_bytes = size_t(s.n) * s.k * 2;
+      const std::vector<bench::InputSet> sets16 = bench::make_input_sets(
+          timer.sets(a16_bytes + b16_bytes), a16_bytes, b16_bytes, 0, 0, rng);
       bench::CublasLtGemm bf16(bench::RefKind::kBf16, s.m, s.n, s.k, workspace.get_as(),
                                workspace.bytes());
       if (bf16.supported())
-        bf16_us = timer.median_us(o.iters, [&] {
-          bf16.run(a16.get_as(), b16.get_as(), nullptr, nullptr, d_ref.get_as(), stream);
+        bf16_us = timer.median_us(o.iters, [&](int run) {
+          const bench::InputSet& x = sets16[size_t(run) % sets16.size()];
+          bf16.run(x.a.get_as(), x.b.get_as(), nullptr, nullptr, d_ref.get_as(), stream);
         });
     }
     const double ratio = blk_us / kiln_us;
@@ -186,16 +191,17 @@ int run_bench(const BenchOptions& o) {
   for (const ShapeSpec& s : grouped) {
     const gemm::Kind kind = kernel_kind(s.kind);
     const GroupedLayout layout = gemm::layout_of(kind);
-    bench::GroupedBuffers buf(layout, s.groups, s.m, s.n, s.k, rng);
+    bench::GroupedBuffers buf(layout, s.groups, s.m, s.n, s.k, timer, rng);
     const GroupedGemmFp8Args args = buf.args();
     // The M the runtime chooses for (contiguous groups are padded to the alignment).
     const int chosen_for = gemm::check_grouped_args(args).config_m;
     const ConfigChoice choice = rt.choose_config(kind, chosen_for, s.n, s.k, device);
     const std::string config = gemm::config_name(choice.config) + (choice.tuned ? "*" : "");
-    const double us = timer.median_us(o.iters, [&] { gemm_fp8_grouped(args, stream); });
-    bench::Fp8Buffers dense(config_m(s), s.n, s.k, rng);
-    const GemmFp8Args dense_args = dense.args();
-    const double dense_us = timer.median_us(o.iters, [&] { gemm_fp8(dense_args, stream); });
+    const double us =
+        timer.median_us(o.iters, [&](int run) { gemm_fp8_grouped(buf.args(run), stream); });
+    bench::Fp8Buffers dense(config_m(s), s.n, s.k, timer, rng);
+    const double dense_us =
+        timer.median_us(o.iters, [&](int run) { gemm_fp8(dense.args(run), stream); });
     const double tflops = 2.0 * config_m(s) * s.n * s.k / us / 1e6;
     grouped_rows.push_back({{"kind", s.kind}, {"groups", s.groups}, {"m", s.m}, {"n", s.n},
                             {"k", s.k}, {"config", config}, {"kiln_us", us},
@@ -246,6 +252,10 @@ void add_bench(CLI::App& app, std::function<int()>* run) {
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--csv", o->csv, "Print CSV");
   cmd->add_flag("--no-reference", o->no_reference, "Skip the cuBLASLt runs");
+  cmd->add_option("--l2", o->l2,
+                  "How each timed run starts with a cold L2: rotate (own input copy per run, "
+                  "default) or flush (256 MiB memset before each run)")
+      ->check(CLI::IsMember({"rotate", "flush"}));
   cmd->callback([run, o] {
     if ((o->n > 0) != (o->k > 0)) throw CLI::ValidationError("--n/--k", "give both or neither");
     *run = [o] { return run_bench(*o); };

@@ -34,20 +34,13 @@ struct TuneOptions {
   bool force = false, json = false, verbose = false;
 };
 
-// A rough time model, only to order candidates for --top: waves of tiles, each costing its
-// MMA work plus its operand traffic.
-double estimate(const gemm::Config& c, int m, int n, int k, int sms) {
-  const double waves = std::ceil(double(gemm::num_tiles(c, m, n)) / sms);
-  return waves * k * (double(c.block_m) * c.block_n / 4096.0 + (c.block_m + c.block_n) / 32.0);
-}
-
 int run_tune(const TuneOptions& o) {
   const std::vector<ShapeSpec> shapes = o.shapes.load();
   driver::PrimaryContext context;
   const auto& cu = driver::get();
   CUstream stream = nullptr;
   KILN_CU(cu.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
-  bench::Timer timer(stream);
+  bench::Timer timer(stream, bench::L2Mode::kRotate);
   Runtime& runtime = Runtime::instance();
   Runtime::Impl& rt = runtime.impl();
   const DeviceInfo& device = rt.current_device();
@@ -76,14 +69,17 @@ int run_tune(const TuneOptions& o) {
     const gemm::Kind kind = kernel_kind(s.kind);
     std::optional<bench::Fp8Buffers> dense;
     std::optional<bench::GroupedBuffers> grouped;
-    gemm::Problem problem;
+    std::vector<gemm::Problem> problems;  // one per input copy
     if (kind == gemm::Kind::kDense) {
-      problem = gemm::check_fp8_args(dense.emplace(s.m, s.n, s.k, rng).args());
+      dense.emplace(s.m, s.n, s.k, timer, rng);
+      for (size_t r = 0; r < dense->sets.size(); ++r)
+        problems.push_back(gemm::check_fp8_args(dense->args(static_cast<int>(r))));
     } else {
-      problem = gemm::check_grouped_args(
-          grouped.emplace(gemm::layout_of(kind), s.groups, s.m, s.n, s.k, rng).args());
+      grouped.emplace(gemm::layout_of(kind), s.groups, s.m, s.n, s.k, timer, rng);
+      for (size_t r = 0; r < grouped->sets.size(); ++r)
+        problems.push_back(gemm::check_grouped_args(grouped->args(static_cast<int>(r))));
     }
-    const int cm = problem.config_m;
+    const int cm = problems.front().config_m;
     if (!o.force && db.find_tuned(device.name, device.num_sms, kind, s.n, s.k, cm)) {
       ++skipped;
       continue;
@@ -95,7 +91,8 @@ int run_tune(const TuneOptions& o) {
     const gemm::Config heuristic = gemm::heuristic_config(cm, s.n, s.k, device.num_sms, kind);
     std::vector<gemm::Config> candidates = gemm::candidate_configs(s.n, s.k, kind);
     std::sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
-      return estimate(a, cm, s.n, s.k, device.num_sms) < estimate(b, cm, s.n, s.k, device.num_sms);
+      return gemm::estimate_time(a, cm, s.n, s.k, device.num_sms).total_us <
+             gemm::estimate_time(b, cm, s.n, s.k, device.num_sms).total_us;
     });
     if (o.top > 0 && static_cast<int>(candidates.size()) > o.top) candidates.resize(o.top);
     if (std::find(candidates.begin(), candidates.end(), heuristic) == candidates.end())
@@ -113,7 +110,9 @@ int run_tune(const TuneOptions& o) {
         continue;
       }
       const double us =
-          timer.median_us(o.iters, [&] { gemm::launch_problem(runtime, problem, &c, stream); });
+          timer.median_us(o.iters, [&](int run) {
+            gemm::launch_problem(runtime, problems[size_t(run) % problems.size()], &c, stream);
+          });
       ++timed;
       if (o.verbose && !o.json)
         fmt::print("      {:>5} {:>6} {:>6}   {:<14} {:>9.1f} us\n", s.m, s.n, s.k,

@@ -17,7 +17,7 @@
 //   kStages x { A: kBlockM x 128 B | B: kBlockN x 128 B }   128-byte swizzle (TMA + wgmma)
 //   D: BF16 tile for the TMA store (kBlockN/64 slabs of kBlockM x 128 B), or with split-K
 //      the FP32 partial tile (kBlockM x (kBlockN + 4) floats)
-//   SA[kStages][kBlockM], SB[kStages] (FP32)                  scales of each stage
+//   SA[kStages][kBlockM], SB[kStages][1 or 2] (FP32)          scales of each stage
 //   full[kStages], empty[kStages]                            mbarriers
 // Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
 // cp.async arrivals); empty[s] when every math warp
@@ -42,6 +42,11 @@
 
 namespace kiln {
 
+// B scales per stage: a tile narrower than 128 lies in one 128-column scale block of B; a
+// 192-column tile starts at a multiple of 64 and so spans exactly two.
+template <int kBlockN>
+inline constexpr int kScaleBlocksN = kBlockN <= 128 ? 1 : 2;
+
 template <int kBlockM, int kBlockN, int kStages, int kSplitK>
 struct Fp8GemmSmem {
   static constexpr int kA = kBlockM * 128;
@@ -49,11 +54,28 @@ struct Fp8GemmSmem {
   static constexpr int kStage = kA + kB;
   static constexpr int kD = kSplitK > 1 ? kBlockM * SplitKBuffer<kBlockN>::kStride * 4
                                         : kBlockM * kBlockN * 2;
-  static constexpr int kScales = (kStages * kBlockM + (kStages + 3) / 4 * 4) * 4;
+  static constexpr int kScales =
+      (kStages * kBlockM + (kStages * kScaleBlocksN<kBlockN> + 3) / 4 * 4) * 4;
   static constexpr int kBarriers = 2 * kStages * 8;
   // + 1024 so the base can be aligned for the 128-byte swizzle
   static constexpr int kTotal = 1024 + kStages * kStage + kD + kScales + kBarriers;
 };
+
+// total += acc * scale for one K block: rows r and r + 8 of this thread's fragment, column
+// groups of 8 before kSecondJ in the tile's first B scale block (scale0/scale1), the others in
+// its second (scale2/scale3).
+template <int kBlockN, int kSecondJ>
+__device__ __forceinline__ void promote(float* total, const float* acc, float scale0,
+                                        float scale1, float scale2, float scale3) {
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; ++j) {
+    const float s_lo = j < kSecondJ ? scale0 : scale2, s_hi = j < kSecondJ ? scale1 : scale3;
+    total[4 * j + 0] += acc[4 * j + 0] * s_lo;
+    total[4 * j + 1] += acc[4 * j + 1] * s_lo;
+    total[4 * j + 2] += acc[4 * j + 2] * s_hi;
+    total[4 * j + 3] += acc[4 * j + 3] * s_hi;
+  }
+}
 
 template <int kKind, int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM,
           int kMulticastN, int kSplitK>
@@ -71,7 +93,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   constexpr int kKBlocksPerSplit = ceil_div(kKBlocks, kSplitK);
   using Smem = Fp8GemmSmem<kBlockM, kBlockN, kStages, kSplitK>;
   static_assert(kBlockM % 64 == 0 && kMathWarpgroups <= 2, "kBlockM is 64 or 128");
-  static_assert(128 % kBlockN == 0, "a tile lies in one 128-column scale block of B");
+  constexpr int kSbPerStage = kScaleBlocksN<kBlockN>;
+  static_assert(128 % kBlockN == 0 || kBlockN == 192,
+                "a tile lies in one 128-column scale block of B, or is 192 wide (two)");
+  static_assert(kBlockN <= 128 || (kSplitK == 1 && kMulticastN == 1),
+                "192-column tiles use neither split-K nor multicast");
   static_assert(kMulticastN == 1 || kSplitK == 1, "multicast and split-K are not combined");
   static_assert(kMulticastN == 1 || kMulticastN == 2, "multicast pairs only");
   static_assert(kSplitK <= kKBlocks, "every split needs at least one K block");
@@ -87,7 +113,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   auto smem_b = [&](int s) { return smem + s * Smem::kStage + Smem::kA; };
   u8* smem_d = smem + kStages * Smem::kStage;
   float* smem_sa = reinterpret_cast<float*>(smem_d + Smem::kD);  // [kStages][kBlockM]
-  float* smem_sb = smem_sa + kStages * kBlockM;                    // [kStages]
+  float* smem_sb = smem_sa + kStages * kBlockM;                    // [kStages][kSbPerStage]
   u64* full = reinterpret_cast<u64*>(smem_d + Smem::kD + Smem::kScales);
   u64* empty = full + kStages;
 
@@ -125,8 +151,10 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   };
   // A tile's B rows and scales: group g's B is rows [g * kN, (g + 1) * kN) of the 2D map.
   // n_block can be one past the end in a multicast pair: clamp the scale row it reads.
-  auto sb_of = [&](const Tile& t) {
-    return sb + t.group * sb_group_stride + min(t.n_block * kBlockN, kN - 1) / 128 * sb_stride;
+  // Scale block i (< kSbPerStage) of the tile: a block past N is only read for columns past N.
+  auto sb_of = [&](const Tile& t, int i) {
+    return sb + t.group * sb_group_stride +
+           min(min(t.n_block * kBlockN, kN - 1) / 128 + i, (kN - 1) / 128) * sb_stride;
   };
   // With split-K each CTA of the cluster takes one K range of the same tile.
   const int kb_begin = kSplitK > 1 ? int(rank) * kKBlocksPerSplit : 0;
@@ -134,14 +162,16 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 
   if (warpgroup == kMathWarpgroups) {
     // ---- producer ----
+    // 56 + 2 x 224 registers per thread slot of an SM sub-partition (3 warps x 168 at launch).
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
     const int producer_warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
     if (producer_warp == 1) {
-      // Scales: lane l copies SA rows l, l + 32, ... of the tile and lane 0 the SB value.
+      // Scales: lane l copies SA rows l, l + 32, ... of the tile and lane i < kSbPerStage
+      // the SB value of the tile's i-th scale block.
       int stage = 0;
       u32 phase = 0;
       while (next_tile()) {
-        const float* sb_n = sb_of(tile);
+        const float* sb_n = sb_of(tile, lane < kSbPerStage ? lane : 0);
         const float* sa_g = sa + tile.group * sa_group_stride;
         for (int kb = kb_begin; kb < kb_end; ++kb) {
           ptx::mbarrier_wait(&empty[stage], phase ^ 1);
@@ -153,7 +183,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
                                 kb * sa_stride_k,
                             valid);
           }
-          if (lane == 0) ptx::cp_async_4(&smem_sb[stage], sb_n + kb, true);
+          if (lane < kSbPerStage)
+            ptx::cp_async_4(&smem_sb[stage * kSbPerStage + lane], sb_n + kb, true);
           ptx::cp_async_mbarrier_arrive_noinc(&full[stage]);
           if (++stage == kStages) stage = 0, phase ^= 1;
         }
@@ -220,9 +251,12 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         if constexpr (kMathWarpgroups == 2)
           ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
         // The stage's scales, read while the tensor cores work (before the stage is released).
-        const float sbk = smem_sb[stage];
-        const float scale0 = smem_sa[stage * kBlockM + row_in_tile] * sbk;
-        const float scale1 = smem_sa[stage * kBlockM + row_in_tile + 8] * sbk;
+        const float sa0 = smem_sa[stage * kBlockM + row_in_tile];
+        const float sa1 = smem_sa[stage * kBlockM + row_in_tile + 8];
+        const float sb0 = smem_sb[stage * kSbPerStage];
+        const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
+        const float scale0 = sa0 * sb0, scale1 = sa1 * sb0;
+        const float scale2 = sa0 * sb1, scale3 = sa1 * sb1;
 #pragma unroll
         for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
         ptx::wgmma_wait_group<0>();
@@ -237,13 +271,13 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         }
         if (++stage == kStages) stage = 0, phase ^= 1;
 
-#pragma unroll
-        for (int i = 0; i < kBlockN / 8; ++i) {
-          total[4 * i + 0] += acc[4 * i + 0] * scale0;
-          total[4 * i + 1] += acc[4 * i + 1] * scale0;
-          total[4 * i + 2] += acc[4 * i + 2] * scale1;
-          total[4 * i + 3] += acc[4 * i + 3] * scale1;
-        }
+        // A 192-column tile that starts on a scale block has its first 16 column groups in
+        // it, else (it starts 64 columns in) its first 8.
+        if (kSbPerStage == 1 || (tile.n_block * kBlockN) % 128 == 0)
+          promote<kBlockN, kSbPerStage == 1 ? kBlockN / 8 : 16>(total, acc, scale0, scale1,
+                                                                 scale2, scale3);
+        else
+          promote<kBlockN, 8>(total, acc, scale0, scale1, scale2, scale3);
       }
 
       if constexpr (kSplitK > 1) {

@@ -8,14 +8,37 @@
 
 namespace kiln::bench {
 
-Timer::Timer(CUstream stream) : stream_(stream), flush_(size_t{256} << 20) {
-  KILN_CU(driver::get().cuEventCreate(&start_, CU_EVENT_DEFAULT));
-  KILN_CU(driver::get().cuEventCreate(&stop_, CU_EVENT_DEFAULT));
+Timer::Timer(CUstream stream, L2Mode mode)
+    : stream_(stream), mode_(mode), gate_(sizeof(uint32_t)) {
+  const auto& cu = driver::get();
+  CUdevice device = 0;
+  int l2 = 0;
+  KILN_CU(cu.cuCtxGetDevice(&device));
+  KILN_CU(cu.cuDeviceGetAttribute(&l2, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, device));
+  l2_bytes_ = static_cast<size_t>(l2);
+  if (mode_ == L2Mode::kFlush) flush_ = driver::DeviceBuffer(size_t{256} << 20);
+  KILN_CU(cu.cuMemsetD8(gate_.ptr(), 0, gate_.bytes()));
+  KILN_CU(cu.cuStreamCreate(&gate_stream_, CU_STREAM_NON_BLOCKING));
+  for (int i = 0; i < kRunsPerGate; ++i) {
+    KILN_CU(cu.cuEventCreate(&start_[i], CU_EVENT_DEFAULT));
+    KILN_CU(cu.cuEventCreate(&stop_[i], CU_EVENT_DEFAULT));
+  }
 }
 
 Timer::~Timer() {
-  driver::get().cuEventDestroy(start_);
-  driver::get().cuEventDestroy(stop_);
+  const auto& cu = driver::get();
+  for (int i = 0; i < kRunsPerGate; ++i) {
+    if (start_[i]) cu.cuEventDestroy(start_[i]);
+    if (stop_[i]) cu.cuEventDestroy(stop_[i]);
+  }
+  if (gate_stream_) cu.cuStreamDestroy(gate_stream_);
+}
+
+int Timer::sets(size_t bytes_per_set) const {
+  if (mode_ == L2Mode::kFlush) return 1;
+  const size_t want = 3 * l2_bytes_;
+  const size_t per = std::max<size_t>(bytes_per_set, 1);
+  return static_cast<int>(std::max<size_t>(2, (want + per - 1) / per));
 }
 
 void Timer::flush(int salt) {
@@ -23,14 +46,24 @@ void Timer::flush(int salt) {
                                         flush_.bytes(), stream_));
 }
 
-void Timer::start() { KILN_CU(driver::get().cuEventRecord(start_, stream_)); }
+void Timer::record(CUevent event) { KILN_CU(driver::get().cuEventRecord(event, stream_)); }
 
-double Timer::stop_us() {
+void Timer::close_gate() {
+  ++gate_value_;
+  KILN_CU(driver::get().cuStreamWaitValue32(stream_, gate_.ptr(), gate_value_,
+                                            CU_STREAM_WAIT_VALUE_GEQ));
+}
+
+void Timer::open_gate() {
+  KILN_CU(driver::get().cuStreamWriteValue32(gate_stream_, gate_.ptr(), gate_value_,
+                                             CU_STREAM_WRITE_VALUE_DEFAULT));
+}
+
+double Timer::elapsed_us(CUevent start, CUevent stop) {
   const auto& cu = driver::get();
-  KILN_CU(cu.cuEventRecord(stop_, stream_));
-  KILN_CU(cu.cuEventSynchronize(stop_));
+  KILN_CU(cu.cuEventSynchronize(stop));
   float ms = 0;
-  KILN_CU(cu.cuEventElapsedTime(&ms, start_, stop_));
+  KILN_CU(cu.cuEventElapsedTime(&ms, start, stop));
   return ms * 1e3;
 }
 
@@ -39,31 +72,49 @@ double Timer::median(std::vector<double>& values) {
   return values[values.size() / 2];
 }
 
-Fp8Buffers::Fp8Buffers(int m_, int n_, int k_, std::mt19937_64& rng)
-    : m(m_), n(n_), k(k_), ld_sb(CublasLtGemm::sb_leading_dim(k_)) {
-  const int kb = (k + 127) / 128, nb = (n + 127) / 128;
-  a = driver::DeviceBuffer(size_t(m) * k);
-  b = driver::DeviceBuffer(size_t(n) * k);
-  sa = driver::DeviceBuffer(size_t(kb) * m * 4);
-  sb = driver::DeviceBuffer(size_t(nb) * ld_sb * 4);
-  d = driver::DeviceBuffer(size_t(m) * n * 2);
-  a.upload(gemm::random_e4m3(size_t(m) * k, rng));
-  b.upload(gemm::random_e4m3(size_t(n) * k, rng));
-  sa.upload(gemm::random_scales(size_t(kb) * m, rng));
-  sb.upload(gemm::random_scales(size_t(nb) * ld_sb, rng));
+std::vector<InputSet> make_input_sets(int count, size_t a_bytes, size_t b_bytes, size_t sa_bytes,
+                                      size_t sb_bytes, std::mt19937_64& rng) {
+  const auto& cu = driver::get();
+  std::vector<InputSet> sets(count);
+  for (InputSet& s : sets) {
+    s.a = driver::DeviceBuffer(a_bytes), s.b = driver::DeviceBuffer(b_bytes);
+    s.sa = driver::DeviceBuffer(sa_bytes), s.sb = driver::DeviceBuffer(sb_bytes);
+  }
+  InputSet& first = sets.front();
+  first.a.upload(gemm::random_e4m3(a_bytes, rng));
+  first.b.upload(gemm::random_e4m3(b_bytes, rng));
+  first.sa.upload(gemm::random_scales(sa_bytes / 4, rng));
+  first.sb.upload(gemm::random_scales(sb_bytes / 4, rng));
+  for (size_t i = 1; i < sets.size(); ++i)
+    for (auto [dst, src] : {std::pair{&sets[i].a, &first.a}, {&sets[i].b, &first.b},
+                            {&sets[i].sa, &first.sa}, {&sets[i].sb, &first.sb}})
+      if (src->bytes()) KILN_CU(cu.cuMemcpyDtoDAsync(dst->ptr(), src->ptr(), src->bytes(), 0));
+  KILN_CU(cu.cuCtxSynchronize());
+  return sets;
 }
 
-GemmFp8Args Fp8Buffers::args() const {
+Fp8Buffers::Fp8Buffers(int m_, int n_, int k_, const Timer& timer, std::mt19937_64& rng)
+    : m(m_), n(n_), k(k_), ld_sb(CublasLtGemm::sb_leading_dim(k_)) {
+  const int kb = (k + 127) / 128, nb = (n + 127) / 128;
+  const size_t a_bytes = size_t(m) * k, b_bytes = size_t(n) * k;
+  const size_t sa_bytes = size_t(kb) * m * 4, sb_bytes = size_t(nb) * ld_sb * 4;
+  sets = make_input_sets(timer.sets(a_bytes + b_bytes + sa_bytes + sb_bytes), a_bytes, b_bytes,
+                         sa_bytes, sb_bytes, rng);
+  d = driver::DeviceBuffer(size_t(m) * n * 2);
+}
+
+GemmFp8Args Fp8Buffers::args(int run) const {
+  const InputSet& s = sets[static_cast<size_t>(run) % sets.size()];
   GemmFp8Args args;
   args.m = m, args.n = n, args.k = k;
-  args.a = a.get_as(), args.b = b.get_as(), args.d = d.get_as();
-  args.sa = sa.get_as<float>(), args.sa_layout = ScaleLayout::kColMajor, args.ld_sa = m;
-  args.sb = sb.get_as<float>(), args.ld_sb = ld_sb;
+  args.a = s.a.get_as(), args.b = s.b.get_as(), args.d = d.get_as();
+  args.sa = s.sa.get_as<float>(), args.sa_layout = ScaleLayout::kColMajor, args.ld_sa = m;
+  args.sb = s.sb.get_as<float>(), args.ld_sb = ld_sb;
   return args;
 }
 
 GroupedBuffers::GroupedBuffers(GroupedLayout layout_, int groups_, int m_, int n_, int k_,
-                               std::mt19937_64& rng)
+                               const Timer& timer, std::mt19937_64& rng)
     : layout(layout_), groups(groups_), m(m_), n(n_), k(k_),
       rows_per_group(layout_ == GroupedLayout::kContiguousByRow
                          ? (m_ + grouped_m_alignment() - 1) / grouped_m_alignment() *
@@ -71,15 +122,11 @@ GroupedBuffers::GroupedBuffers(GroupedLayout layout_, int groups_, int m_, int n
                          : m_) {
   const size_t rows = size_t(rows_per_group) * groups;
   const int kb = (k + 127) / 128, nb = (n + 127) / 128;
-  a = driver::DeviceBuffer(rows * k);
-  b = driver::DeviceBuffer(size_t(groups) * n * k);
-  sa = driver::DeviceBuffer(rows * kb * 4);
-  sb = driver::DeviceBuffer(size_t(groups) * nb * kb * 4);
+  const size_t a_bytes = rows * k, b_bytes = size_t(groups) * n * k;
+  const size_t sa_bytes = rows * kb * 4, sb_bytes = size_t(groups) * nb * kb * 4;
+  sets = make_input_sets(timer.sets(a_bytes + b_bytes + sa_bytes + sb_bytes), a_bytes, b_bytes,
+                         sa_bytes, sb_bytes, rng);
   d = driver::DeviceBuffer(rows * n * 2);
-  a.upload(gemm::random_e4m3(rows * k, rng));
-  b.upload(gemm::random_e4m3(size_t(groups) * n * k, rng));
-  sa.upload(gemm::random_scales(rows * kb, rng));
-  sb.upload(gemm::random_scales(size_t(groups) * nb * kb, rng));
   std::vector<int> group_info;
   if (layout == GroupedLayout::kMasked) {
     group_info.assign(groups, m);
@@ -95,11 +142,12 @@ GroupedBuffers::GroupedBuffers(GroupedLayout layout_, int groups_, int m_, int n
   info.upload(group_info);
 }
 
-GroupedGemmFp8Args GroupedBuffers::args() const {
+GroupedGemmFp8Args GroupedBuffers::args(int run) const {
+  const InputSet& s = sets[static_cast<size_t>(run) % sets.size()];
   GroupedGemmFp8Args x;
   x.layout = layout, x.num_groups = groups, x.n = n, x.k = k;
   x.m = layout == GroupedLayout::kMasked ? m : rows_per_group * groups;
-  x.a = a.get_as(), x.b = b.get_as(), x.sa = sa.get_as<float>(), x.sb = sb.get_as<float>();
+  x.a = s.a.get_as(), x.b = s.b.get_as(), x.sa = s.sa.get_as<float>(), x.sb = s.sb.get_as<float>();
   x.d = d.get_as(), x.group_info = info.get_as<int>();
   return x;
 }
@@ -124,7 +172,7 @@ double rel_l2_bf16(const std::vector<uint16_t>& x, const std::vector<uint16_t>& 
 double copy_bandwidth_gbps(Timer& timer, CUstream stream) {
   const size_t bytes = size_t{1} << 30;
   driver::DeviceBuffer src(bytes), dst(bytes);
-  const double us = timer.median_us(10, [&] {
+  const double us = timer.median_us(10, [&](int) {
     KILN_CU(driver::get().cuMemcpyDtoDAsync(dst.ptr(), src.ptr(), bytes, stream));
   });
   return 2.0 * bytes / us / 1e3;
