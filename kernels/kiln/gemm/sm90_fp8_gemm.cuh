@@ -131,7 +131,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     }
     ptx::fence_barrier_init();
   }
-  if constexpr (kClusterSize > 1) ptx::cluster_sync();  // partners see initialized barriers
+  if constexpr (kMulticastN > 1) ptx::cluster_sync();  // partners see initialized barriers
   else __syncthreads();
 
   TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN> scheduler(
@@ -311,7 +311,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     if constexpr (kMathWarpgroups == 2)
       if (warpgroup == 0) ptx::named_barrier_sync(kTurnBarrier, 256);
     if constexpr (kSplitK == 1)
-      if (tid == 0) ptx::tma_store_wait_all();
+      if (tid == 0) ptx::tma_store_wait_read();
   }
 
   if constexpr (kSplitK > 1) {
