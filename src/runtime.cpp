@@ -26,7 +26,12 @@ const char* to_string(ErrorCode code) {
   return "unknown";
 }
 
-Runtime::Impl::Impl(RuntimeOptions options) : options_(options) {
+namespace {
+std::atomic<uint64_t> next_runtime_id{1};
+}  // namespace
+
+Runtime::Impl::Impl(RuntimeOptions options)
+    : options_(options), id_(next_runtime_id.fetch_add(1, std::memory_order_relaxed)) {
   if (options.disk_cache)
     store_.emplace(options.cache_dir.empty() ? cache::default_cache_dir()
                                              : std::filesystem::path(options.cache_dir));
@@ -154,6 +159,12 @@ void Runtime::Impl::configure(LoadedKernel& kernel, CUdevice device) {
                 fmt::format("{} cannot run on device {}: no cluster of {} CTAs fits",
                             gemm::describe(kernel.spec), device, cluster));
   kernel.max_clusters[device & 63] = clusters;
+  CUcontext context = nullptr;
+  CUfunction function = nullptr;
+  KILN_CU(cu.cuCtxGetCurrent(&context));
+  KILN_CU(cu.cuKernelGetFunction(&function, kernel.kernel));
+  kernel.functions[device & 63] = function;
+  kernel.contexts[device & 63] = context;
   kernel.configured_devices.fetch_or(bit, std::memory_order_acq_rel);
 }
 
@@ -192,6 +203,7 @@ const DeviceInfo& Runtime::Impl::current_device() {
                 "(cudaSetDevice, torch.cuda.set_device, or cuCtxSetCurrent)");
   if (context == cached_context) return cached;
   DeviceInfo info;
+  info.context = context;
   KILN_CU(cu.cuCtxGetDevice(&info.device));
   int major = 0;
   KILN_CU(cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,

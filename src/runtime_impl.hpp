@@ -32,6 +32,14 @@ struct LoadedKernel {
   int smem_bytes = 0;
   std::atomic<uint64_t> configured_devices{0};  // bit d: device d is configured
   int max_clusters[64] = {};  // per device: clusters of this kernel that fit at once
+  // Per device: the kernel as a CUfunction of the context that configured it (launching a
+  // CUkernel makes the driver look that up on every call); other contexts launch the CUkernel.
+  CUcontext contexts[64] = {};
+  CUfunction functions[64] = {};
+  CUfunction function_for(CUdevice device, CUcontext context) const {
+    return contexts[device & 63] == context ? functions[device & 63]
+                                            : reinterpret_cast<CUfunction>(kernel);
+  }
 };
 
 // cuLaunchKernelEx's configuration for `clusters` clusters of a loaded kernel (block size,
@@ -59,6 +67,7 @@ struct KernelLaunch {
 
 // The context's device and its SM count, cached per thread for the hot path.
 struct DeviceInfo {
+  CUcontext context = nullptr;
   CUdevice device = 0;
   int num_sms = 0;
   uint64_t name_hash = 0;  // gemm::device_hash of the device name (tuning database key)
@@ -105,6 +114,8 @@ class Runtime::Impl {
 
   RuntimeStats stats() const;
   void count_launch() { launches_.fetch_add(1, std::memory_order_relaxed); }
+  // Unique among all runtimes of the process, never reused (per-thread caches key on it).
+  uint64_t id() const { return id_; }
   const cache::Store* store() const { return store_ ? &*store_ : nullptr; }
 
  private:
@@ -117,6 +128,7 @@ class Runtime::Impl {
   mutable std::shared_mutex loaded_mutex_;
   std::mutex load_mutex_;  // serializes compile + load of new kernels in this process
   std::atomic<uint64_t> compiled_{0}, disk_hits_{0}, kernels_loaded_{0}, launches_{0};
+  const uint64_t id_;
 };
 
 }  // namespace kiln

@@ -20,8 +20,10 @@
 //   SA[kStages][kBlockM], SB[kStages][1 or 2] (FP32)          scales of each stage
 //   full[kStages], empty[kStages]                            mbarriers
 // Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
-// cp.async arrivals); empty[s] when every math warp
-// that reads it (in this CTA and, with multicast, in the partner CTA) has released it.
+// cp.async arrivals); empty[s] when every math thread that read it has released it (each
+// thread arrives for its own reads of the scales, so compute-sanitizer's racecheck sees
+// them ordered before the next cp.async into the slot; with multicast, lane 0 of every math
+// warp of both CTAs arrives after a __syncwarp).
 // Clusters (one of, or neither):
 //   kMulticastN = 2: two CTAs take adjacent N blocks of the same M block; each loads half of
 //     the A tile and multicasts it to both (half the L2 traffic for A). Persistent.
@@ -126,8 +128,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(&full[s], 1 + 32);  // TMA thread + the scale warp's lanes
-      // one arrival per math warp of each CTA reading the stage
-      ptx::mbarrier_init(&empty[s], kMathWarpgroups * 4 * kMulticastN);
+      // arrivals: every math thread (or, with multicast, every math warp of both CTAs)
+      ptx::mbarrier_init(&empty[s], kMulticastN == 1 ? kMathWarpgroups * 128  // every thread
+                                                     : kMathWarpgroups * 4 * kMulticastN);
     }
     ptx::fence_barrier_init();
   }
@@ -260,14 +263,14 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll
         for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
         ptx::wgmma_wait_group<0>();
-        __syncwarp();  // every lane's reads of the stage (its scales) precede the release
-        if (lane == 0) {
-          if constexpr (kMulticastN == 2) {
+        if constexpr (kMulticastN == 2) {
+          __syncwarp();
+          if (lane == 0) {
             ptx::mbarrier_arrive_cluster(&empty[stage], 0);
             ptx::mbarrier_arrive_cluster(&empty[stage], 1);
-          } else {
-            ptx::mbarrier_arrive(&empty[stage]);
           }
+        } else {
+          ptx::mbarrier_arrive(&empty[stage]);
         }
         if (++stage == kStages) stage = 0, phase ^= 1;
 
