@@ -142,6 +142,38 @@ TEST_CASE("kiln warm --shapes compiles a text shape file, then finds it cached",
   CHECK_THAT(text.out, Contains("compiled 0, already cached " + first.at("kernels").dump()));
 }
 
+TEST_CASE("kiln warm also compiles the tuning database's configurations for --sms",
+          "[unit][cli][warm]") {
+  WarmCli cli;
+  const fs::path shapes = cli.write("s.txt", "dense 64 256 256\n");
+  const json plain = cli.warm_json({"--shapes", shapes.string()});
+  // Tuned entries: one for 132 SMs (the default --sms) from M = 1, one for 114 SMs, one for
+  // M ranges above the set's largest M: only the first is added.
+  auto entry = [](int sms, int m_min, int m_max, int stages) {
+    return json{{"arch", "sm_90a"}, {"device", "NVIDIA H200"}, {"sms", sms},
+                {"kind", "dense"}, {"n", 256}, {"k", 256}, {"m_min", m_min},
+                {"m_max", m_max}, {"m_tuned", m_max}, {"us", 1.0}, {"heuristic_us", 1.0},
+                {"config", {{"block_m", 128}, {"block_n", 64}, {"stages", stages},
+                            {"group_m", 8}, {"multicast_n", 1}, {"split_k", 1}}}};
+  };
+  kiln::test::write_text(
+      cli.cache() / "tuning.json",
+      json{{"version", 1},
+           {"entries", {entry(132, 1, 64, 3), entry(114, 1, 64, 2), entry(132, 65, 128, 4)}}}
+          .dump());
+  const json tuned = cli.warm_json({"--shapes", shapes.string()});
+  INFO(tuned.dump(2));
+  CHECK(tuned.at("kernels").get<int>() == plain.at("kernels").get<int>() + 1);
+  CHECK(tuned.at("compiled") == 1);  // the heuristic's kernels are cached from the first run
+  int tuned_kernels = 0;
+  for (const auto& e : tuned.at("entries")) {
+    const std::string kernel = e.at("kernel").get<std::string>();
+    CHECK_THAT(kernel, !Contains("stages=2") && !Contains("block=128x64 stages=4"));
+    tuned_kernels += kernel.find("block=128x64 stages=3") != std::string::npos;
+  }
+  CHECK(tuned_kernels == 1);
+}
+
 TEST_CASE("kiln warm reads the same shapes from a JSON array", "[unit][cli][warm]") {
   WarmCli text_cli, json_cli;
   const json from_text =

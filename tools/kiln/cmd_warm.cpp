@@ -36,22 +36,31 @@ int run_warm(const WarmOptions& o) {
     int& top = max_m[{kernel_kind(s.kind), s.n, s.k}];
     top = std::max(top, config_m(s));
   }
-  std::vector<gemm::KernelSpec> specs;
-  for (const auto& [key, m_max] : max_m) {
-    const auto [kind, n, k] = key;
-    for (int m : gemm::heuristic_m_breakpoints(m_max, n, k, o.sms, kind)) {
-      gemm::KernelSpec spec;
-      spec.kind = kind, spec.arch = arch, spec.n = n, spec.k = k;
-      spec.config = gemm::heuristic_config(m, n, k, o.sms, kind);
-      if (std::find(specs.begin(), specs.end(), spec) == specs.end()) specs.push_back(spec);
-    }
-  }
-
   std::unique_ptr<Runtime> own;
   Runtime* runtime = &Runtime::instance();
   if (!o.out_dir.empty()) {
     own = std::make_unique<Runtime>(RuntimeOptions{o.out_dir, true, ""});
     runtime = own.get();
+  }
+
+  // Every configuration the heuristic picks for M up to the largest in the set, and, like
+  // warm_up_gemm_fp8, the tuning database's configurations for GPUs with --sms SMs whose
+  // M ranges start at or below it (no GPU here to name the device).
+  std::vector<gemm::KernelSpec> specs;
+  auto add = [&](gemm::Kind kind, int n, int k, const gemm::Config& config) {
+    gemm::KernelSpec spec;
+    spec.kind = kind, spec.arch = arch, spec.n = n, spec.k = k, spec.config = config;
+    if (std::find(specs.begin(), specs.end(), spec) == specs.end()) specs.push_back(spec);
+  };
+  const gemm::TuningDb& db = runtime->impl().tuning_db();
+  for (const auto& [key, m_max] : max_m) {
+    const auto [kind, n, k] = key;
+    for (int m : gemm::heuristic_m_breakpoints(m_max, n, k, o.sms, kind))
+      add(kind, n, k, gemm::heuristic_config(m, n, k, o.sms, kind));
+    for (const gemm::TunedEntry& e : db.entries())
+      if (e.arch == o.arch && e.sms == o.sms && e.kind == kind && e.n == n && e.k == k &&
+          e.m_min <= m_max)
+        add(kind, n, k, e.config);
   }
   const int jobs = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
   const auto start = std::chrono::steady_clock::now();
