@@ -186,8 +186,9 @@ int run_bench(const BenchOptions& o) {
   // grouped block-scaled GEMM exists to compare with).
   nlohmann::json grouped_rows = nlohmann::json::array();
   if (!grouped.empty() && !o.json && !o.csv)
-    fmt::print("{:>20} {:>3} {:>5} {:>6} {:>6} {:>9} | {:>8} {:>6} | {:>10} {:>8}\n", "kind", "G",
-               "M", "N", "K", "config", "kiln us", "TFLOPS", "dense us", "vs dense");
+    fmt::print("{:>20} {:>3} {:>5} {:>6} {:>6} {:>9} | {:>8} {:>6} | {:>10} {:>8} | {:>9} {:>7}\n",
+               "kind", "G", "M", "N", "K", "config", "kiln us", "TFLOPS", "dense us", "vs dense",
+               "contig us", "vs cont");
   for (const ShapeSpec& s : grouped) {
     const gemm::Kind kind = kernel_kind(s.kind);
     const GroupedLayout layout = gemm::layout_of(kind);
@@ -202,17 +203,30 @@ int run_bench(const BenchOptions& o) {
     bench::Fp8Buffers dense(config_m(s), s.n, s.k, timer, rng);
     const double dense_us =
         timer.median_us(o.iters, [&](int run) { gemm_fp8(dense.args(run), stream); });
+    // Masked: also the contiguous layout with the same groups and rows (the target compares
+    // the two).
+    double contiguous_us = NAN;
+    if (layout == GroupedLayout::kMasked) {
+      bench::GroupedBuffers contiguous(GroupedLayout::kContiguousByRow, s.groups, s.m, s.n, s.k,
+                                       timer, rng);
+      contiguous_us = timer.median_us(
+          o.iters, [&](int run) { gemm_fp8_grouped(contiguous.args(run), stream); });
+    }
     const double tflops = 2.0 * config_m(s) * s.n * s.k / us / 1e6;
     grouped_rows.push_back({{"kind", s.kind}, {"groups", s.groups}, {"m", s.m}, {"n", s.n},
                             {"k", s.k}, {"config", config}, {"kiln_us", us},
                             {"kiln_tflops", tflops}, {"dense_same_total_m_us", dense_us},
-                            {"ratio_vs_dense", dense_us / us}});
+                            {"ratio_vs_dense", dense_us / us},
+                            {"contiguous_same_groups_us", contiguous_us},
+                            {"ratio_vs_contiguous", contiguous_us / us}});
     if (o.csv)
       fmt::print("\"{}\",{}:{}x{},{},{},{},{},{:.2f},{:.1f},,,,,,,\n", device.name, s.kind,
                  s.groups, s.m, s.n, s.k, config, choice.tuned ? "tuned" : "heuristic", us, tflops);
     else if (!o.json)
-      fmt::print("{:>20} {:>3} {:>5} {:>6} {:>6} {:>9} | {:>8.1f} {:>6.0f} | {:>10.1f} {:>8.3f}\n",
-                 s.kind, s.groups, s.m, s.n, s.k, config, us, tflops, dense_us, dense_us / us);
+      fmt::print("{:>20} {:>3} {:>5} {:>6} {:>6} {:>9} | {:>8.1f} {:>6.0f} | {:>10.1f} {:>8.3f} | "
+                 "{:>9.1f} {:>7.3f}\n",
+                 s.kind, s.groups, s.m, s.n, s.k, config, us, tflops, dense_us, dense_us / us,
+                 contiguous_us, contiguous_us / us);
   }
   const RuntimeStats stats = Runtime::instance().stats();
   if (o.json) {
