@@ -86,7 +86,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
                   const __grid_constant__ TensorMap tmap_d, const float* __restrict__ sa,
                   const float* __restrict__ sb, u16* __restrict__ d, int m, i64 sa_stride_m,
                   i64 sa_stride_k, i64 sb_stride, i64 ldd, const int* __restrict__ group_info,
-                  int num_groups, int group_rows, i64 sa_group_stride, i64 sb_group_stride) {
+                  int num_groups, int group_rows, i64 sa_group_stride, i64 sb_group_stride,
+                  int a_load_rows) {
   constexpr int kMathWarpgroups = kBlockM / 64;
   constexpr int kThreads = (kMathWarpgroups + 1) * 128;
   constexpr int kKBlocks = ceil_div(kK, 128);
@@ -198,7 +199,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       while (next_tile()) {
         for (int kb = kb_begin; kb < kb_end; ++kb) {
           ptx::mbarrier_wait(&empty[stage], phase ^ 1);
-          ptx::mbarrier_arrive_expect_tx(&full[stage], Smem::kStage);
+          // A: a_load_rows per CTA of the pair (with multicast both halves land here), B: all.
+          ptx::mbarrier_arrive_expect_tx(&full[stage], kMulticastN * a_load_rows * 128 + Smem::kB);
           if constexpr (kMulticastN == 2) {
             constexpr int kHalf = kBlockM / 2;
             ptx::tma_load_2d_multicast(smem_a(stage) + rank * kHalf * 128, &tmap_a, &full[stage],
