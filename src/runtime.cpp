@@ -159,12 +159,6 @@ void Runtime::Impl::configure(LoadedKernel& kernel, CUdevice device) {
                 fmt::format("{} cannot run on device {}: no cluster of {} CTAs fits",
                             gemm::describe(kernel.spec), device, cluster));
   kernel.max_clusters[device & 63] = clusters;
-  CUcontext context = nullptr;
-  CUfunction function = nullptr;
-  KILN_CU(cu.cuCtxGetCurrent(&context));
-  KILN_CU(cu.cuKernelGetFunction(&function, kernel.kernel));
-  kernel.functions[device & 63] = function;
-  kernel.contexts[device & 63] = context;
   kernel.configured_devices.fetch_or(bit, std::memory_order_acq_rel);
 }
 

@@ -32,14 +32,6 @@ struct LoadedKernel {
   int smem_bytes = 0;
   std::atomic<uint64_t> configured_devices{0};  // bit d: device d is configured
   int max_clusters[64] = {};  // per device: clusters of this kernel that fit at once
-  // Per device: the kernel as a CUfunction of the context that configured it (launching a
-  // CUkernel makes the driver look that up on every call); other contexts launch the CUkernel.
-  CUcontext contexts[64] = {};
-  CUfunction functions[64] = {};
-  CUfunction function_for(CUdevice device, CUcontext context) const {
-    return contexts[device & 63] == context ? functions[device & 63]
-                                            : reinterpret_cast<CUfunction>(kernel);
-  }
 };
 
 // cuLaunchKernelEx's configuration for `clusters` clusters of a loaded kernel (block size,

@@ -20,7 +20,7 @@ namespace kiln::driver {
   X(cuEventElapsedTime) X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate)   \
   X(cuGraphLaunch) X(cuGraphExecDestroy) X(cuGraphDestroy) \
   X(cuMemcpyDtoDAsync) X(cuOccupancyMaxActiveClusters) X(cuStreamWaitValue32)            \
-  X(cuStreamWriteValue32) X(cuKernelGetFunction)
+  X(cuStreamWriteValue32)
 
 struct Driver {
 #define KILN_DECLARE(name) decltype(&::name) name = nullptr;

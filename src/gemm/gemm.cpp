@@ -59,8 +59,9 @@ void launch(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::Problem& p,
     clusters = c.split_k > 1 ? units : std::min(units, clusters);
   }
   const KernelLaunch launch_config(kernel, clusters, stream);
-  KILN_CU(driver::get().cuLaunchKernelEx(
-      &launch_config.config, kernel.function_for(device.device, device.context), params, nullptr));
+  KILN_CU(driver::get().cuLaunchKernelEx(&launch_config.config,
+                                         reinterpret_cast<CUfunction>(kernel.kernel), params,
+                                         nullptr));
   rt.count_launch();
 }
 
