@@ -26,12 +26,7 @@ const char* to_string(ErrorCode code) {
   return "unknown";
 }
 
-namespace {
-std::atomic<uint64_t> next_runtime_id{1};
-}  // namespace
-
-Runtime::Impl::Impl(RuntimeOptions options)
-    : options_(options), id_(next_runtime_id.fetch_add(1, std::memory_order_relaxed)) {
+Runtime::Impl::Impl(RuntimeOptions options) : options_(options) {
   if (options.disk_cache)
     store_.emplace(options.cache_dir.empty() ? cache::default_cache_dir()
                                              : std::filesystem::path(options.cache_dir));
@@ -197,7 +192,6 @@ const DeviceInfo& Runtime::Impl::current_device() {
                 "(cudaSetDevice, torch.cuda.set_device, or cuCtxSetCurrent)");
   if (context == cached_context) return cached;
   DeviceInfo info;
-  info.context = context;
   KILN_CU(cu.cuCtxGetDevice(&info.device));
   int major = 0;
   KILN_CU(cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,

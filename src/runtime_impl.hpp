@@ -59,7 +59,6 @@ struct KernelLaunch {
 
 // The context's device and its SM count, cached per thread for the hot path.
 struct DeviceInfo {
-  CUcontext context = nullptr;
   CUdevice device = 0;
   int num_sms = 0;
   uint64_t name_hash = 0;  // gemm::device_hash of the device name (tuning database key)
@@ -106,8 +105,6 @@ class Runtime::Impl {
 
   RuntimeStats stats() const;
   void count_launch() { launches_.fetch_add(1, std::memory_order_relaxed); }
-  // Unique among all runtimes of the process, never reused (per-thread caches key on it).
-  uint64_t id() const { return id_; }
   const cache::Store* store() const { return store_ ? &*store_ : nullptr; }
 
  private:
@@ -120,7 +117,6 @@ class Runtime::Impl {
   mutable std::shared_mutex loaded_mutex_;
   std::mutex load_mutex_;  // serializes compile + load of new kernels in this process
   std::atomic<uint64_t> compiled_{0}, disk_hits_{0}, kernels_loaded_{0}, launches_{0};
-  const uint64_t id_;
 };
 
 }  // namespace kiln

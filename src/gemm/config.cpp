@@ -130,8 +130,9 @@ TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
   const bool fractional = num_tiles(Config{}, m, n) >= kFractionalWaves * num_sms;
   const double waves = fractional ? double(ctas) / num_sms : whole_waves;
   const int k_blocks = ((k + 127) / 128 + c.split_k - 1) / c.split_k;
+  const double fixed_us = kLaunchUs + split_k_us(c.split_k);
   TimeEstimate e;
-  e.compute_us = kLaunchUs + split_k_us(c.split_k) + waves * k_blocks * k_block_us(c.block_m, c.block_n);
+  e.compute_us = fixed_us + waves * k_blocks * k_block_us(c.block_m, c.block_n);
   // Streaming the operands: slower when a partial last wave leaves SMs idle (fewer SMs
   // draw less bandwidth, though not proportionally less).
   const double busy = fractional ? 1.0 : double(ctas) / (double(whole_waves) * num_sms);
@@ -139,8 +140,8 @@ TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
   // relies on it).
   const double rows = m <= 64 ? m : (m + 63) / 64 * 64.0;
   const double bytes = double(n) * k + rows * k + 2.0 * rows * n;
-  const double memory_us = bytes / kBandwidthGBs / 1e3 / (0.5 + 0.5 * std::min(busy, 1.0));
-  e.total_us = std::max(e.compute_us, kLaunchUs + split_k_us(c.split_k) + memory_us);
+  const double memory_us = bytes / kBandwidthGBs / 1e3 / (0.5 + 0.5 * busy);
+  e.total_us = std::max(e.compute_us, fixed_us + memory_us);
   return e;
 }
 
@@ -162,13 +163,14 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
                         num_tiles(Config{block_m, block_n}, m, n) * split >
                             cluster_capacity(split, num_sms)))
         continue;
-      Config c{block_m, block_n, max_stages(block_m, block_n, split), 8, 1, split};
+      const Config c{block_m, block_n, 0, 8, 1, split};  // stages: below, for the winner
       const TimeEstimate e = estimate_time(c, m, n, k, num_sms);
       if (!have || e.total_us < best_e.total_us * 0.99 ||
           (e.total_us < best_e.total_us * 1.01 && e.compute_us < best_e.compute_us))
         best = c, best_e = e, have = true;
     }
   }
+  best.stages = max_stages(best.block_m, best.block_n, best.split_k);
   return best;
 }
 
@@ -181,8 +183,8 @@ std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms, K
   for (int64_t m = 1; m <= max_m;) {
     const Config c = heuristic_config(static_cast<int>(m), n, k, num_sms, kind);
     if (ms.empty() || !(c == last)) ms.push_back(static_cast<int>(m)), last = c;
-    // From kFractionalWaves waves of 128 x 128 tiles on, choose_block_shape no longer depends
-    // on M (beyond rounding M up to whole blocks) and nothing else changes.
+    // From kFractionalWaves waves of 128 x 128 tiles on, estimate_time no longer depends on M
+    // beyond rounding it up to whole blocks, so the choice stops changing.
     if (num_tiles(Config{}, static_cast<int>(m), n) >= kFractionalWaves * num_sms) break;
     // the next M, or above 64 rows the first M of the next 64-row block
     m = m <= 64 ? m + 1 : (m + 63) / 64 * 64 + 1;

@@ -73,23 +73,6 @@ void launch_problem(Runtime& runtime, const Problem& p, const Config* forced, CU
   if (p.empty()) return;
   Runtime::Impl& rt = runtime.impl();
   const DeviceInfo& device = rt.current_device();
-  // The last kernels this thread resolved, by problem: a warm call skips the tuning database,
-  // the heuristic and the runtime's shared lock. Valid for the runtime's lifetime: its
-  // tuning database is read once and loaded kernels stay loaded.
-  struct Resolved {
-    uint64_t runtime = 0;
-    CUcontext context = nullptr;
-    Kind kind = Kind::kDense;
-    int m = 0, n = 0, k = 0;
-    LoadedKernel* kernel = nullptr;
-  };
-  thread_local Resolved recent[8];
-  Resolved& slot = recent[(unsigned(p.config_m) * 31u + unsigned(p.n) * 7u + unsigned(p.k)) & 7u];
-  if (!forced && slot.kernel && slot.runtime == rt.id() && slot.context == device.context &&
-      slot.kind == p.kind && slot.m == p.config_m && slot.n == p.n && slot.k == p.k) {
-    launch(rt, *slot.kernel, p, device, stream);
-    return;
-  }
   KernelSpec spec;
   spec.kind = p.kind;
   spec.n = p.n;
@@ -110,7 +93,6 @@ void launch_problem(Runtime& runtime, const Problem& p, const Config* forced, CU
                 forced ? "forced" : tuned ? "tuned" : "heuristic");
   }
   launch(rt, *kernel, p, device, stream);
-  if (!forced) slot = {rt.id(), device.context, p.kind, p.config_m, p.n, p.k, kernel};
 }
 
 void launch_fp8(Runtime& runtime, const GemmFp8Args& args, const Config* forced,
@@ -127,10 +109,9 @@ void warm_up(Runtime& runtime, Kind kind, int max_m, int n, int k) {
   Runtime::Impl& rt = runtime.impl();
   const DeviceInfo& device = rt.current_device();
   std::vector<int> ms = heuristic_m_breakpoints(max_m, n, k, device.num_sms, kind);
-  for (const auto& e : rt.tuning_db().entries())  // tuned M ranges bring their own configs
-    if (e.kind == kind && e.device == device.name && e.sms == device.num_sms && e.n == n &&
-        e.k == k && e.m_min <= max_m)
-      ms.push_back(e.m_min), ms.push_back(std::min(e.m_max, max_m));
+  // tuned M ranges bring their own configs
+  for (const TunedEntry* e : rt.tuning_db().reachable(device.num_sms, kind, n, k, max_m))
+    if (e->device == device.name) ms.push_back(e->m_min), ms.push_back(std::min(e->m_max, max_m));
   for (int m : ms) {
     KernelSpec spec;
     spec.kind = kind, spec.n = n, spec.k = k;

@@ -139,6 +139,15 @@ const TunedEntry* TuningDb::find_tuned(const std::string& device, int sms, Kind 
   return nullptr;
 }
 
+std::vector<const TunedEntry*> TuningDb::reachable(int sms, Kind kind, int n, int k,
+                                                   int max_m) const {
+  std::vector<const TunedEntry*> out;
+  for (const auto& e : entries_)
+    if (e.sms == sms && e.kind == kind && e.n == n && e.k == k && e.m_min <= max_m)
+      out.push_back(&e);
+  return out;
+}
+
 void TuningDb::upsert(const TunedEntry& entry) {
   auto same = [&](const TunedEntry& e) {
     return same_problem(e, entry) && e.m_tuned == entry.m_tuned;

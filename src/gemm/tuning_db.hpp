@@ -43,6 +43,9 @@ class TuningDb {
   // the M ranges of that (device, kind, n, k): entry i covers (m_tuned[i-1], m_tuned[i]].
   void upsert(const TunedEntry& entry);
   const std::vector<TunedEntry>& entries() const { return entries_; }
+  // The entries of any device with `sms` SMs for (kind, n, k) whose M range starts at or below
+  // max_m: the tuned configs that calls with M <= max_m may use (warm-up compiles them).
+  std::vector<const TunedEntry*> reachable(int sms, Kind kind, int n, int k, int max_m) const;
 
  private:
   void rebuild_index();

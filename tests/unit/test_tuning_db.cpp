@@ -1,8 +1,10 @@
 // The tuning database: M ranges, lookup, persistence, and tolerance of bad files.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "gemm/tuning_db.hpp"
 
@@ -43,6 +45,30 @@ TEST_CASE("tuned entries cover the M ranges between tuned points", "[unit][tunin
   db.upsert(entry(128, 128));  // re-tuning a point replaces it
   CHECK(db.entries().size() == 3);
   CHECK(db.find(h200, 132, Kind::kDense, 2112, 7168, 100)->block_n == 128);
+}
+
+TEST_CASE("warm-up reaches the entries whose M ranges start within max_m", "[unit][tuning]") {
+  TuningDb db;
+  db.upsert(entry(16, 128));    // M 1..16
+  db.upsert(entry(128, 64));    // M 17..128
+  db.upsert(entry(4096, 128));  // M 129..4096
+  TunedEntry other_sms = entry(16, 64);
+  other_sms.sms = 114;
+  db.upsert(other_sms);
+  TunedEntry other_device = entry(32, 64);  // another device name, same SM count: reached
+  other_device.device = "NVIDIA H100";
+  db.upsert(other_device);
+  auto m_tuned = [&](int max_m, Kind kind = Kind::kDense, int n = 2112) {
+    std::vector<int> out;
+    for (const TunedEntry* e : db.reachable(132, kind, n, 7168, max_m)) out.push_back(e->m_tuned);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  CHECK(m_tuned(1) == std::vector<int>{16, 32});
+  CHECK(m_tuned(17) == std::vector<int>{16, 32, 128});
+  CHECK(m_tuned(129) == std::vector<int>{16, 32, 128, 4096});
+  CHECK(m_tuned(8192, Kind::kGroupedMasked).empty());
+  CHECK(m_tuned(8192, Kind::kDense, 4096).empty());
 }
 
 TEST_CASE("the tuning database survives save and load", "[unit][tuning]") {

@@ -69,16 +69,13 @@ int run_tune(const TuneOptions& o) {
     const gemm::Kind kind = kernel_kind(s.kind);
     std::optional<bench::Fp8Buffers> dense;
     std::optional<bench::GroupedBuffers> grouped;
+    if (kind == gemm::Kind::kDense) dense.emplace(s.m, s.n, s.k, timer, rng);
+    else grouped.emplace(gemm::layout_of(kind), s.groups, s.m, s.n, s.k, timer, rng);
+    const size_t sets = dense ? dense->sets.size() : grouped->sets.size();
     std::vector<gemm::Problem> problems;  // one per input copy
-    if (kind == gemm::Kind::kDense) {
-      dense.emplace(s.m, s.n, s.k, timer, rng);
-      for (size_t r = 0; r < dense->sets.size(); ++r)
-        problems.push_back(gemm::check_fp8_args(dense->args(static_cast<int>(r))));
-    } else {
-      grouped.emplace(gemm::layout_of(kind), s.groups, s.m, s.n, s.k, timer, rng);
-      for (size_t r = 0; r < grouped->sets.size(); ++r)
-        problems.push_back(gemm::check_grouped_args(grouped->args(static_cast<int>(r))));
-    }
+    for (size_t r = 0; r < sets; ++r)
+      problems.push_back(dense ? gemm::check_fp8_args(dense->args(int(r)))
+                               : gemm::check_grouped_args(grouped->args(int(r))));
     const int cm = problems.front().config_m;
     if (!o.force && db.find_tuned(device.name, device.num_sms, kind, s.n, s.k, cm)) {
       ++skipped;

@@ -57,10 +57,8 @@ int run_warm(const WarmOptions& o) {
     const auto [kind, n, k] = key;
     for (int m : gemm::heuristic_m_breakpoints(m_max, n, k, o.sms, kind))
       add(kind, n, k, gemm::heuristic_config(m, n, k, o.sms, kind));
-    for (const gemm::TunedEntry& e : db.entries())
-      if (e.arch == o.arch && e.sms == o.sms && e.kind == kind && e.n == n && e.k == k &&
-          e.m_min <= m_max)
-        add(kind, n, k, e.config);
+    for (const gemm::TunedEntry* e : db.reachable(o.sms, kind, n, k, m_max))
+      if (e->arch == o.arch) add(kind, n, k, e->config);
   }
   const int jobs = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
   const auto start = std::chrono::steady_clock::now();
