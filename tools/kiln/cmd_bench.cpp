@@ -126,10 +126,10 @@ int run_bench(const BenchOptions& o) {
     }
     bench::Fp8Buffers buf(s.m, s.n, s.k, timer, rng);
     DeviceBuffer d_ref(size_t(s.m) * s.n * 2);
-    auto args = [&](int run) { return buf.args(run); };
     const ConfigChoice choice = rt.choose_config(gemm::Kind::kDense, s.m, s.n, s.k, device);
     const std::string config = gemm::config_name(choice.config) + (choice.tuned ? "*" : "");
-    const double kiln_us = timer.median_us(o.iters, [&](int run) { gemm_fp8(args(run), stream); });
+    const double kiln_us =
+        timer.median_us(o.iters, [&](int run) { gemm_fp8(buf.args(run), stream); });
 
     const int kb = (s.k + 127) / 128, nb = (s.n + 127) / 128;
     const double flops = 2.0 * s.m * s.n * s.k;
@@ -143,7 +143,7 @@ int run_bench(const BenchOptions& o) {
                               workspace.get_as(), workspace.bytes());
       if (blk.supported()) {
         blk_us = timer.median_us(o.iters, [&](int run) {
-          const GemmFp8Args x = args(run);
+          const GemmFp8Args x = buf.args(run);
           blk.run(x.a, x.b, x.sa, x.sb, d_ref.get_as(), stream);
         });
         KILN_CU(cu.cuStreamSynchronize(stream));
@@ -154,7 +154,7 @@ int run_bench(const BenchOptions& o) {
                                  workspace.get_as(), workspace.bytes());
       if (tensor.supported())
         tensor_us = timer.median_us(o.iters, [&](int run) {
-          const GemmFp8Args x = args(run);
+          const GemmFp8Args x = buf.args(run);
           tensor.run(x.a, x.b, x.sa, x.sb, d_ref.get_as(), stream);
         });
       // BF16 inputs rotate like the FP8 ones (scales unused).
