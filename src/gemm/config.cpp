@@ -119,7 +119,9 @@ constexpr double kBandwidthGBs = 4000;
 constexpr int kFractionalWaves = 10;
 
 // Clusters of 4 place on about 120 of 132 SMs (GPCs are not multiples of 4).
-int cluster_capacity(int cluster, int num_sms) { return cluster <= 2 ? num_sms : num_sms * 10 / 11; }
+int cluster_capacity(int cluster, int num_sms) {
+  return cluster <= 2 ? num_sms : num_sms * 10 / 11;
+}
 
 }  // namespace
 

@@ -1,4 +1,5 @@
-// What bench and tune share: an event timer that starts every run with a cold L2 and random FP8 problems on the GPU.
+// What bench and tune share: an event timer that starts every run with a cold L2, and random
+// FP8 problems on the GPU.
 #pragma once
 #include <algorithm>
 #include <cstdint>
