@@ -54,6 +54,8 @@ size_t KernelSpecHash::operator()(const KernelSpec& s) const noexcept {
   return static_cast<size_t>(h ^ (h >> 29));
 }
 
+int wgmma_n(const Config& c) { return c.block_n == 256 ? 128 : c.block_n; }
+
 int threads_per_block(const Config& c) { return (c.block_m / 64 + 1) * 128; }
 
 int shared_memory_bytes(const Config& c) {
@@ -92,9 +94,9 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
       }
       configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 2, 1});
     }
-  // 128 x 192 tiles: more MMA work per K block for the same per-block overhead (neither
-  // split-K nor multicast).
-  configs.push_back({128, 192, max_stages(128, 192), 8, 1, 1});
+  // 128 x 192 and 128 x 256 tiles: more MMA work per K block for the same per-block
+  // overhead (neither split-K nor multicast).
+  for (int block_n : {192, 256}) configs.push_back({128, block_n, max_stages(128, block_n), 8, 1, 1});
   return configs;
 }
 
@@ -104,19 +106,28 @@ namespace {
 // of a launch and of a split-K cluster reduction: fitted to kiln tune's timings of every
 // candidate on 18 dense shapes (M 16..8192) on an H200 (docs/PERFORMANCE.md). Larger tiles
 // cost more per K block but do more MMA work per byte read and per step of the math loop.
+// 128 x 256 was fitted later, to 10 shapes (M 256..4096), relative to 128 x 192.
 double k_block_us(int block_m, int block_n) {
-  if (block_m == 128) return block_n == 192 ? 0.549 : block_n == 128 ? 0.44 : 0.333;
+  if (block_m == 128)
+    return block_n == 256 ? 0.729 : block_n == 192 ? 0.549 : block_n == 128 ? 0.44 : 0.333;
   return block_n == 128 ? 0.284 : 0.196;
 }
-constexpr double kLaunchUs = 6.19;
+// The epilogue of a tile: both math warpgroups convert and store it while the tensor cores
+// idle, about 17 ns per KiB of BF16 output (fitted with k_block_us on the 10 shapes above:
+// 64 x 64 0.22, 128 x 128 0.50, 128 x 192 0.84, 128 x 256 1.11 us). It is what makes wide
+// tiles lose at small K.
+double tile_us(int block_m, int block_n) { return 0.017 * block_m * block_n * 2 / 1024; }
+constexpr double kLaunchUs = 6.05;  // 6.19 before tile_us, less one 64 x 64 epilogue
 double split_k_us(int split_k) { return split_k == 1 ? 0.0 : split_k == 2 ? 3.05 : 5.42; }
 // Memory bandwidth the estimate assumes (GB/s): the H200's ~4.3 TB/s copy rate, less what a
 // GEMM's access pattern loses. Only memory-bound shapes (small M) feel it.
 constexpr double kBandwidthGBs = 4000;
 
-// Tile waves from 10 waves of 128 x 128 tiles on count as a fraction: the last partial wave
-// no longer matters, and the choice stops depending on M (heuristic_m_breakpoints relies on it).
-constexpr int kFractionalWaves = 10;
+// Tile waves from 20 waves of 128 x 128 tiles on count as a fraction: the last partial wave
+// no longer matters much, and the choice stops depending on M (heuristic_m_breakpoints relies
+// on it). Below that the persistent kernel takes as long as its busiest SM: whole waves (at
+// M = 4096, N = 7168: 10 waves of 128 x 192 tiles against 7 of 128 x 256, 772 vs 718 us).
+constexpr int kFractionalWaves = 20;
 
 // Clusters of 4 place on about 120 of 132 SMs (GPCs are not multiples of 4).
 int cluster_capacity(int cluster, int num_sms) {
@@ -134,13 +145,22 @@ TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
   const int k_blocks = ((k + 127) / 128 + c.split_k - 1) / c.split_k;
   const double fixed_us = kLaunchUs + split_k_us(c.split_k);
   TimeEstimate e;
-  e.compute_us = fixed_us + waves * k_blocks * k_block_us(c.block_m, c.block_n);
-  // Streaming the operands: slower when a partial last wave leaves SMs idle (fewer SMs
-  // draw less bandwidth, though not proportionally less).
-  const double busy = fractional ? 1.0 : double(ctas) / (double(whole_waves) * num_sms);
+  e.compute_us =
+      fixed_us + waves * (k_blocks * k_block_us(c.block_m, c.block_n) + tile_us(c.block_m, c.block_n));
+  // The last wave's output is written after its last MMA, with nothing left to overlap it
+  // (128 x 32768 x 512: one wave of 128 x 256 tiles writes 8 MiB at the end and loses to two
+  // of 128 x 128, 12.3 vs 11.1 us).
+  const int tiles = num_tiles(c, m, n);
+  const int last_tiles = fractional ? std::min(tiles, num_sms / c.split_k)
+                                    : tiles - (whole_waves - 1) * (capacity / c.split_k);
   // Above 64 rows M counts in whole 64-row blocks, like the tiles (heuristic_m_breakpoints
   // relies on it).
   const double rows = m <= 64 ? m : (m + 63) / 64 * 64.0;
+  e.compute_us += last_tiles * 2.0 * std::min(rows, double(c.block_m)) * c.block_n /
+                  kBandwidthGBs / 1e3;
+  // Streaming the operands: slower when a partial last wave leaves SMs idle (fewer SMs
+  // draw less bandwidth, though not proportionally less).
+  const double busy = fractional ? 1.0 : double(ctas) / (double(whole_waves) * num_sms);
   const double bytes = double(n) * k + rows * k + 2.0 * rows * n;
   const double memory_us = bytes / kBandwidthGBs / 1e3 / (0.5 + 0.5 * busy);
   e.total_us = std::max(e.compute_us, fixed_us + memory_us);
@@ -152,11 +172,19 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
   // single CTAs, so only kiln tune picks it) by estimated time. Within 1% the one with less
   // compute time wins: at the memory floor it has more slack. 64-row tiles up to 64 rows.
   const int k_blocks = (k + 127) / 128;
+  // From kFractionalWaves waves of 128 x 128 tiles on, choose as at the first such M: the
+  // partial last wave matters little there, and the choice stays put as M grows (the fixed
+  // costs would otherwise tip near-ties one way or the other; heuristic_m_breakpoints relies
+  // on it).
+  const int n_blocks = (n + 127) / 128;
+  const int64_t m_fractional =
+      (int64_t(kFractionalWaves * num_sms + n_blocks - 1) / n_blocks - 1) * 128 + 1;
+  if (m > m_fractional) m = static_cast<int>(m_fractional);
   Config best;
   TimeEstimate best_e;
   bool have = false;
   for (const auto& [block_m, block_n] :
-       {std::pair{128, 128}, {128, 192}, {128, 64}, {64, 128}, {64, 64}}) {
+       {std::pair{128, 128}, {128, 192}, {128, 256}, {128, 64}, {64, 128}, {64, 64}}) {
     if (m <= 64 && block_m != 64) continue;
     for (int split : {1, 2, 4}) {
       // Split K only for dense GEMMs, up to 128 columns, when every cluster fits at once and
@@ -185,8 +213,8 @@ std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms, K
   for (int64_t m = 1; m <= max_m;) {
     const Config c = heuristic_config(static_cast<int>(m), n, k, num_sms, kind);
     if (ms.empty() || !(c == last)) ms.push_back(static_cast<int>(m)), last = c;
-    // From kFractionalWaves waves of 128 x 128 tiles on, estimate_time no longer depends on M
-    // beyond rounding it up to whole blocks, so the choice stops changing.
+    // From kFractionalWaves waves of 128 x 128 tiles on, heuristic_config chooses as at the
+    // first M there (this one), so the choice stops changing.
     if (num_tiles(Config{}, static_cast<int>(m), n) >= kFractionalWaves * num_sms) break;
     // the next M, or above 64 rows the first M of the next 64-row block
     m = m <= 64 ? m + 1 : (m + 63) / 64 * 64 + 1;
@@ -234,7 +262,7 @@ std::string kernel_source(const KernelSpec& s) {
       "#include \"kiln/ptx/wgmma.cuh\"\n"
       "{}"
       "#include \"kiln/gemm/sm90_fp8_gemm.cuh\"\n",
-      describe(s), jit::wgmma_fp8_definition(s.config.block_n));
+      describe(s), jit::wgmma_fp8_definition(wgmma_n(s.config)));
 }
 
 }  // namespace kiln::gemm

@@ -20,7 +20,7 @@ GroupedLayout layout_of(Kind kind);  // a grouped kind's layout
 
 struct Config {
   int block_m = 128;  // 64 (one math warpgroup) or 128 (two)
-  int block_n = 128;  // 64, 128, or 192 (block_m 128, no split-K or multicast)
+  int block_n = 128;  // 64, 128, or 192 / 256 (block_m 128, no split-K or multicast)
   int stages = 4;     // depth of the shared-memory ring
   int group_m = 8;    // rasterization: block-rows per tile group
   int multicast_n = 1;  // 2: CTA pairs on adjacent N blocks share A by TMA multicast
@@ -52,6 +52,9 @@ struct KernelSpecHash {
 inline constexpr int kSharedMemoryLimit = 232448;  // sm_90 opt-in maximum per block
 
 int threads_per_block(const Config& config);
+// Columns of one wgmma: the tile's, except 256-column tiles, which issue two 128-column
+// batches per K block (one per B scale block) so that their accumulators fit in registers.
+int wgmma_n(const Config& config);
 int shared_memory_bytes(const Config& config);  // mirrors Fp8GemmSmem in the kernel
 int max_stages(int block_m, int block_n, int split_k = 1);
 // Tiles (work units of one CTA) of an M x N problem.

@@ -10,6 +10,9 @@
 //     promotes the partial product into FP32 totals scaled by SA * SB (the FP8 tensor-core
 //     sum is not exact FP32, so it is never carried across more than 128 K). Two math
 //     warpgroups take turns issuing (ping-pong), so one promotes while the other's batch runs.
+//     A 256-column tile is done as two 128-column batches per K block, one per B scale
+//     block, into the same accumulators: 128 totals + 64 accumulators fit the 224 registers
+//     where 128 + 128 would not.
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
 //     copies the stage's scales (kBlockM of SA, one of SB) into shared memory with cp.async.
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
@@ -45,9 +48,13 @@
 namespace kiln {
 
 // B scales per stage: a tile narrower than 128 lies in one 128-column scale block of B; a
-// 192-column tile starts at a multiple of 64 and so spans exactly two.
+// 192-column tile starts at a multiple of 64 and a 256-column one at a multiple of 256, so
+// both span exactly two.
 template <int kBlockN>
 inline constexpr int kScaleBlocksN = kBlockN <= 128 ? 1 : 2;
+// Columns of one wgmma batch: the tile, or for 256-column tiles one scale block (see above).
+template <int kBlockN>
+inline constexpr int kMmaN = kBlockN == 256 ? 128 : kBlockN;
 
 template <int kBlockM, int kBlockN, int kStages, int kSplitK>
 struct Fp8GemmSmem {
@@ -97,10 +104,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   using Smem = Fp8GemmSmem<kBlockM, kBlockN, kStages, kSplitK>;
   static_assert(kBlockM % 64 == 0 && kMathWarpgroups <= 2, "kBlockM is 64 or 128");
   constexpr int kSbPerStage = kScaleBlocksN<kBlockN>;
-  static_assert(128 % kBlockN == 0 || kBlockN == 192,
-                "a tile lies in one 128-column scale block of B, or is 192 wide (two)");
-  static_assert(kBlockN <= 128 || (kSplitK == 1 && kMulticastN == 1),
-                "192-column tiles use neither split-K nor multicast");
+  static_assert(128 % kBlockN == 0 || kBlockN == 192 || kBlockN == 256,
+                "a tile lies in one 128-column scale block of B, or is 192 or 256 wide (two)");
+  static_assert(kBlockN <= 128 || (kSplitK == 1 && kMulticastN == 1 && kMathWarpgroups == 2),
+                "192- and 256-column tiles are 128 rows and use neither split-K nor multicast");
+  constexpr int kBatches = kBlockN / kMmaN<kBlockN>;  // wgmma batches per K block
   static_assert(kMulticastN == 1 || kSplitK == 1, "multicast and split-K are not combined");
   static_assert(kMulticastN == 1 || kMulticastN == 2, "multicast pairs only");
   static_assert(kSplitK <= kKBlocks, "every split needs at least one K block");
@@ -221,7 +229,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     const int warp = tid / 32, lane = tid % 32;
     const int row_in_tile = warpgroup * 64 + warp * 16 + lane / 4;  // and row_in_tile + 8
 
-    float acc[kBlockN / 2];
+    constexpr int kAcc = kMmaN<kBlockN> / 2;  // accumulators of one batch
+    float acc[kAcc];
     float total[kBlockN / 2];
     int stage = 0;
     u32 phase = 0;
@@ -243,46 +252,62 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       for (int kb = kb_begin; kb < kb_end; ++kb) {
         ptx::mbarrier_wait(&full[stage], phase);
         const u32 stage_offset = stage * (Smem::kStage >> 4);  // descriptor units
+        // SA * SB for rows r / r + 8 (scale0 / scale1) in the tile's first B scale block and
+        // in its second (scale2 / scale3).
+        float scale0, scale1, scale2, scale3;
 #pragma unroll
-        for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
-        if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
-        ptx::wgmma_fence();
+        for (int batch = 0; batch < kBatches; ++batch) {
 #pragma unroll
-        for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
-          ptx::WgmmaFp8<kBlockN>::mma(ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
-                                      ptx::smem_desc_sw128(desc_b0 + stage_offset + 2 * k), acc,
-                                      k > 0);
-        ptx::wgmma_commit_group();
-        if constexpr (kMathWarpgroups == 2)
-          ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
-        // The stage's scales, read while the tensor cores work (before the stage is released).
-        const float sa0 = smem_sa[stage * kBlockM + row_in_tile];
-        const float sa1 = smem_sa[stage * kBlockM + row_in_tile + 8];
-        const float sb0 = smem_sb[stage * kSbPerStage];
-        const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
-        const float scale0 = sa0 * sb0, scale1 = sa1 * sb0;
-        const float scale2 = sa0 * sb1, scale3 = sa1 * sb1;
+          for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
+          if constexpr (kMathWarpgroups == 2)
+            ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
+          ptx::wgmma_fence();
+          // Batch b reads B rows [b * kMmaN, (b + 1) * kMmaN): + b * kMmaN * 128 bytes.
+          const u32 b_offset = stage_offset + batch * (kMmaN<kBlockN> * 128 >> 4);
 #pragma unroll
-        for (int i = 0; i < kBlockN / 2; ++i) ptx::fence_register(acc[i]);
-        ptx::wgmma_wait_group<0>();
-        if constexpr (kMulticastN == 2) {
-          __syncwarp();
-          if (lane == 0) {
-            ptx::mbarrier_arrive_cluster(&empty[stage], 0);
-            ptx::mbarrier_arrive_cluster(&empty[stage], 1);
+          for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
+            ptx::WgmmaFp8<kMmaN<kBlockN>>::mma(
+                ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
+                ptx::smem_desc_sw128(desc_b0 + b_offset + 2 * k), acc, k > 0);
+          ptx::wgmma_commit_group();
+          if constexpr (kMathWarpgroups == 2)
+            ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
+          if (batch == 0) {
+            // The stage's scales, read while the tensor cores work (before it is released).
+            const float sa0 = smem_sa[stage * kBlockM + row_in_tile];
+            const float sa1 = smem_sa[stage * kBlockM + row_in_tile + 8];
+            const float sb0 = smem_sb[stage * kSbPerStage];
+            const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
+            scale0 = sa0 * sb0, scale1 = sa1 * sb0, scale2 = sa0 * sb1, scale3 = sa1 * sb1;
           }
-        } else {
-          ptx::mbarrier_arrive(&empty[stage]);
+#pragma unroll
+          for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
+          ptx::wgmma_wait_group<0>();
+          if (batch == kBatches - 1) {
+            if constexpr (kMulticastN == 2) {
+              __syncwarp();
+              if (lane == 0) {
+                ptx::mbarrier_arrive_cluster(&empty[stage], 0);
+                ptx::mbarrier_arrive_cluster(&empty[stage], 1);
+              }
+            } else {
+              ptx::mbarrier_arrive(&empty[stage]);
+            }
+          }
+          if constexpr (kBatches == 2) {
+            // 256 columns: batch b is scale block b of the tile.
+            promote<kAcc * 2, kAcc / 4>(total + batch * kAcc, acc, batch == 0 ? scale0 : scale2,
+                                        batch == 0 ? scale1 : scale3, 0.f, 0.f);
+          } else if (kSbPerStage == 1 || (tile.n_block * kBlockN) % 128 == 0) {
+            // A 192-column tile that starts on a scale block has its first 16 column groups
+            // in it, else (it starts 64 columns in) its first 8.
+            promote<kBlockN, kSbPerStage == 1 ? kBlockN / 8 : 16>(total, acc, scale0, scale1,
+                                                                   scale2, scale3);
+          } else {
+            promote<kBlockN, 8>(total, acc, scale0, scale1, scale2, scale3);
+          }
         }
         if (++stage == kStages) stage = 0, phase ^= 1;
-
-        // A 192-column tile that starts on a scale block has its first 16 column groups in
-        // it, else (it starts 64 columns in) its first 8.
-        if (kSbPerStage == 1 || (tile.n_block * kBlockN) % 128 == 0)
-          promote<kBlockN, kSbPerStage == 1 ? kBlockN / 8 : 16>(total, acc, scale0, scale1,
-                                                                 scale2, scale3);
-        else
-          promote<kBlockN, 8>(total, acc, scale0, scale1, scale2, scale3);
       }
 
       if constexpr (kSplitK > 1) {

@@ -49,7 +49,7 @@ struct TileScheduler {
   int group_rows;
   int num_groups;
   int m;
-  int num_m_blocks;
+  int num_m_blocks;  // grouped by offset / masked (the others derive it from m)
   int next_unit;
   int rank;
   int* prefix;  // grouped by offset / masked: m-blocks before each group, in shared memory
@@ -84,9 +84,14 @@ struct TileScheduler {
       }
       __syncthreads();
       num_m_blocks = prefix[groups];
-    } else {
-      num_m_blocks = ceil_div(m, kBlockM);
     }
+  }
+
+  // Derived from m where it can be, rather than kept: a value live across the warp-role
+  // branch must fit the producer's 56 registers too.
+  __device__ __forceinline__ int m_blocks() const {
+    if constexpr (kKind == kGroupedByOffset || kKind == kGroupedMasked) return num_m_blocks;
+    else return ceil_div(m, kBlockM);
   }
 
   __device__ __forceinline__ int group_row_count(int g) const {
@@ -94,7 +99,7 @@ struct TileScheduler {
     else return min(max(__ldg(group_info + g), 0), group_rows);
   }
 
-  __device__ __forceinline__ int num_units() const { return num_m_blocks * kNumNGroups; }
+  __device__ __forceinline__ int num_units() const { return m_blocks() * kNumNGroups; }
 
   __device__ __forceinline__ bool next(Tile& tile) {
     const int units = num_units();
@@ -102,7 +107,7 @@ struct TileScheduler {
       const int unit = next_unit;
       next_unit += gridDim.x / kClusterSize;
       int n_group = 0;
-      const int mb = unit_m_block(unit, kGroupM * kNumNGroups, num_m_blocks, kGroupM, n_group);
+      const int mb = unit_m_block(unit, kGroupM * kNumNGroups, m_blocks(), kGroupM, n_group);
       tile.n_block = n_group * kMulticastN + (kMulticastN > 1 ? rank : 0);
       if constexpr (kKind == kDense) {
         tile.group = 0;
