@@ -65,6 +65,23 @@ TEST_CASE("dense FP8 GEMM on small shapes (for compute-sanitizer)", "[gpu][small
   }
 }
 
+TEST_CASE("the wide tiles on small shapes (for compute-sanitizer)", "[gpu][small]") {
+  KILN_REQUIRE_GPU();
+  // 128 x 192 and 128 x 256 tiles (two wgmma batches per K block), which the heuristic picks
+  // only for large problems: partial M and N tiles, more K blocks than stages.
+  const kiln::gemm::Config configs[] = {{128, 192, 4, 8}, {128, 256, 3, 8}};
+  for (const auto& config : configs) {
+    auto p = Fp8Problem::make(200, 520, 1024);
+    const auto ref = kiln::test::reference(*p);
+    p->poison_d();
+    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &config, nullptr);
+    const auto c = kiln::test::compare(*p, p->download_d(), ref);
+    INFO("block=" << config.block_m << "x" << config.block_n << " rel_l2=" << c.rel_l2);
+    CHECK(c.unwritten == 0);
+    CHECK(c.rel_l2 < kTolerance);
+  }
+}
+
 TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu]") {
   KILN_REQUIRE_GPU();
   SECTION("column-major SA") {
