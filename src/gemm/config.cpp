@@ -88,7 +88,7 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
         configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 1, 1});
         continue;
       }
-      for (int split : {1, 2, 4, 8}) {
+      for (int split : {1, 2, 3, 4, 8}) {
         if (split > k_blocks) continue;
         configs.push_back({block_m, block_n, max_stages(block_m, block_n, split), 8, 1, split});
       }
@@ -118,7 +118,9 @@ double k_block_us(int block_m, int block_n) {
 // tiles lose at small K.
 double tile_us(int block_m, int block_n) { return 0.017 * block_m * block_n * 2 / 1024; }
 constexpr double kLaunchUs = 6.05;  // 6.19 before tile_us, less one 64 x 64 epilogue
-double split_k_us(int split_k) { return split_k == 1 ? 0.0 : split_k == 2 ? 3.05 : 5.42; }
+double split_k_us(int split_k) {
+  return split_k == 1 ? 0.0 : split_k == 2 ? 3.05 : split_k == 3 ? 4.2 : 5.42;
+}
 // Memory bandwidth the estimate assumes (GB/s): the H200's ~4.3 TB/s copy rate, less what a
 // GEMM's access pattern loses. Only memory-bound shapes (small M) feel it.
 constexpr double kBandwidthGBs = 4000;
@@ -186,7 +188,7 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
   for (const auto& [block_m, block_n] :
        {std::pair{128, 128}, {128, 192}, {128, 256}, {128, 64}, {64, 128}, {64, 64}}) {
     if (m <= 64 && block_m != 64) continue;
-    for (int split : {1, 2, 4}) {
+    for (int split : {1, 2, 3, 4}) {
       // Split K only for dense GEMMs, up to 128 columns, when every cluster fits at once and
       // every split keeps a few K blocks to pipeline.
       if (split > 1 && (kind != Kind::kDense || block_n > 128 || k_blocks / split < 4 ||

@@ -143,6 +143,8 @@ TEST_CASE("the heuristic picks what kiln tune found fastest on an H200", "[unit]
   };
   const Case cases[] = {
       {64, 4096, 7168, {64, 64, 8, 8, 1, 2}},      // 128 CTAs instead of 64
+      {64, 2112, 7168, {64, 64, 8, 8, 1, 3}},      // 99 CTAs of 19 K blocks, not 66 of 28
+                                                   // (11.1 vs 12.2 us)
       {64, 7168, 16384, {64, 64, 8, 8}},
       {64, 24576, 1536, {64, 64, 8, 8}},           // 2.9 waves of 384 tiles, not 1.45 of 192
       {128, 2112, 7168, {64, 64, 8, 8, 1, 2}},     // 132 CTAs instead of 66

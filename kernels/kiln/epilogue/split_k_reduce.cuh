@@ -1,6 +1,6 @@
 // Split-K epilogue: the kSplitK CTAs of a cluster each hold the FP32 partial product of one
 // K range for the same tile. Each writes its partial into its own shared memory; after a
-// cluster barrier, CTA r sums rows [r * kBlockM / kSplitK, ...) of all partials through
+// cluster barrier, CTA r sums rows [r * ceil(kBlockM / kSplitK), ...) of all partials through
 // distributed shared memory (in rank order, so results are deterministic), converts to BF16
 // and writes D directly. A second cluster barrier keeps every CTA's shared memory alive until
 // all reads are done.
@@ -37,10 +37,11 @@ __device__ __forceinline__ void store_partial(const float* acc, float* red, int 
 template <int kBlockM, int kBlockN, int kSplitK, int kThreads, int kN>
 __device__ __forceinline__ void reduce_partials(const float* red, u16* d, i64 ldd, int m,
                                                 int m0, int n0, u32 rank) {
-  constexpr int kRows = kBlockM / kSplitK;
+  constexpr int kRows = ceil_div(kBlockM, kSplitK);  // the last CTA may have fewer
   constexpr int kVecPerRow = kBlockN / 4;
   const u32 local = smem_u32(red);
-  for (int i = threadIdx.x; i < kRows * kVecPerRow; i += kThreads) {
+  const int rows = min(kRows, kBlockM - int(rank) * kRows);
+  for (int i = threadIdx.x; i < rows * kVecPerRow; i += kThreads) {
     const int row = rank * kRows + i / kVecPerRow;
     const int col = (i % kVecPerRow) * 4;
     const u32 offset = (row * SplitKBuffer<kBlockN>::kStride + col) * 4;
