@@ -79,6 +79,30 @@ int num_tiles(const Config& c, int m, int n) {
   return (m + c.block_m - 1) / c.block_m * ((n + c.block_n - 1) / c.block_n);
 }
 
+std::string check_config(const Config& c, int /*n*/, int k, Kind kind) {
+  if (c.block_m != 64 && c.block_m != 128)
+    return fmt::format("block_m {} (64 or 128)", c.block_m);
+  const bool wide = c.block_n == 192 || c.block_n == 256;
+  if (c.block_n != 64 && c.block_n != 128 && !wide)
+    return fmt::format("block_n {} (64, 128, 192 or 256)", c.block_n);
+  if (wide && (c.block_m != 128 || c.split_k != 1 || c.multicast_n != 1))
+    return fmt::format("block_n {} needs block_m 128, no split-K and no multicast", c.block_n);
+  if (c.multicast_n != 1 && c.multicast_n != 2)
+    return fmt::format("multicast_n {} (1 or 2)", c.multicast_n);
+  if (c.split_k != 1 && c.split_k != 2 && c.split_k != 3 && c.split_k != 4 && c.split_k != 8)
+    return fmt::format("split_k {} (1, 2, 3, 4 or 8)", c.split_k);
+  if (c.multicast_n > 1 && c.split_k > 1) return "multicast and split-K together";
+  if (kind != Kind::kDense && c.cluster_size() > 1)
+    return fmt::format("{} GEMMs use neither split-K nor multicast", to_string(kind));
+  if (c.split_k > (k + 127) / 128)
+    return fmt::format("split_k {} with {} K blocks", c.split_k, (k + 127) / 128);
+  if (c.group_m < 1) return fmt::format("group_m {} (at least 1)", c.group_m);
+  const int deepest = max_stages(c.block_m, c.block_n, c.split_k);
+  if (c.stages < 2 || c.stages > deepest)
+    return fmt::format("stages {} (2 to {} for this block shape)", c.stages, deepest);
+  return {};
+}
+
 std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
   const int k_blocks = (k + 127) / 128;
   std::vector<Config> configs;

@@ -60,6 +60,9 @@ int max_stages(int block_m, int block_n, int split_k = 1);
 // Tiles (work units of one CTA) of an M x N problem.
 int num_tiles(const Config& config, int m, int n);
 
+// Empty if the kernel supports `config` for (n, k, kind), else what is wrong with it (for
+// configurations from outside kiln, e.g. a hand-edited tuning database).
+std::string check_config(const Config& config, int n, int k, Kind kind);
 // Every configuration the kernel supports for (n, k), deepest pipeline first.
 std::vector<Config> candidate_configs(int n, int k, Kind kind = Kind::kDense);
 // The configuration gemm_fp8 uses for (m, n, k) on a device with num_sms SMs. For grouped

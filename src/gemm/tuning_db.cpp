@@ -70,7 +70,20 @@ TuningDb TuningDb::load(const std::filesystem::path& path) {
     if (j.at("version").get<int>() != kDbVersion)
       throw std::runtime_error(fmt::format("version {} (expected {})",
                                            j.at("version").get<int>(), kDbVersion));
-    for (const auto& item : j.at("entries")) db.entries_.push_back(from_json(item));
+    int index = 0;
+    for (const auto& item : j.at("entries")) {
+      ++index;
+      TunedEntry e = from_json(item);
+      const std::string problem = check_config(e.config, e.n, e.k, e.kind);
+      if (!problem.empty()) {
+        log().warn("tuning database {}: entry {} ({} n={} k={} m={}..{}) has an unsupported "
+                   "configuration, {}; skipped (kiln tune on the shape replaces it)",
+                   path.string(), index, to_string(e.kind), e.n, e.k, e.m_min,
+                   e.m_max, problem);
+        continue;
+      }
+      db.entries_.push_back(std::move(e));
+    }
     db.rebuild_index();
   } catch (const std::exception& e) {
     log().warn("tuning database {} is unreadable ({}); using the heuristic", path.string(),

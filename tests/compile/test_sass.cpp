@@ -102,7 +102,7 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     // four k32 steps per batch, one batch per wgmma_n columns of the tile
     const int mma_n = kiln::gemm::wgmma_n(spec.config);
     CHECK(count(sass, "QGMMA.64x" + std::to_string(mma_n) + "x32.F32.E4M3.E4M3") ==
-          4 * spec.config.block_n / mma_n);
+          size_t(4 * spec.config.block_n / mma_n));
     CHECK(count(sass, "UTMALDG.2D") >= 2);
     CHECK(count(sass, "MEMBAR.ALL.GPU") <= 3);  // only the (at most 3) cluster barriers
     const bool dense = spec.kind == kiln::gemm::Kind::kDense;

@@ -18,7 +18,8 @@ namespace {
 TunedEntry entry(int m, int block_n) {
   TunedEntry e;
   e.device = "NVIDIA H200", e.sms = 132, e.n = 2112, e.k = 7168, e.m_tuned = m;
-  e.config = Config{128, block_n, 6, 8, 1, block_n == 64 ? 4 : 1};
+  const int split = block_n == 64 ? 4 : 1;
+  e.config = Config{128, block_n, kiln::gemm::max_stages(128, block_n, split), 8, 1, split};
   e.us = 10, e.heuristic_us = 12;
   return e;
 }
@@ -103,4 +104,52 @@ TEST_CASE("a missing or malformed tuning database is empty, never an error", "[u
     CHECK(TuningDb::load(path).empty());
   }
   std::filesystem::remove(path);
+}
+
+TEST_CASE("tuning database entries with unsupported configurations are skipped", "[unit][tuning]") {
+  const auto path = std::filesystem::temp_directory_path() / "kiln-test-tuning-configs.json";
+  const Config good{128, 256, 3, 8, 1, 1};
+  const Config bad[] = {
+      {128, 96, 4, 8, 1, 1},  // block_n
+      {64, 256, 3, 8, 1, 1},  // 256 columns need 128 rows
+      {64, 64, 20, 8, 1, 1},  // deeper than shared memory allows
+      {64, 64, 8, 8, 2, 2},   // multicast and split-K
+      {64, 64, 8, 8, 1, 5},   // split_k
+  };
+  auto make = [](Kind kind, int m_tuned, const Config& c) {
+    TunedEntry e;
+    e.device = "Dev", e.sms = 132, e.kind = kind, e.n = 7168, e.k = 2048;
+    e.m_tuned = m_tuned, e.config = c, e.us = 10, e.heuristic_us = 12;
+    return e;
+  };
+  TuningDb db;
+  db.upsert(make(Kind::kDense, 64, good));
+  int m = 64;
+  for (const Config& c : bad) db.upsert(make(Kind::kDense, m += 100, c));
+  db.upsert(make(Kind::kGroupedMasked, 64, {64, 64, 8, 8, 1, 2}));  // grouped: no split-K
+  std::string error;
+  REQUIRE(db.save(path, &error));
+  const TuningDb loaded = TuningDb::load(path);
+  const uint64_t dev = kiln::gemm::device_hash("Dev");
+  const Config* found = loaded.find(dev, 132, Kind::kDense, 7168, 2048, 64);
+  REQUIRE(found != nullptr);
+  CHECK(*found == good);
+  for (int mm = 164; mm <= m; mm += 100)
+    CHECK(loaded.find(dev, 132, Kind::kDense, 7168, 2048, mm) == nullptr);
+  CHECK(loaded.find(dev, 132, Kind::kGroupedMasked, 7168, 2048, 64) == nullptr);
+  CHECK(loaded.entries().size() == 1);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("check_config accepts every candidate and names what is wrong", "[unit][config]") {
+  for (auto kind : {Kind::kDense, Kind::kGroupedByRow, Kind::kGroupedMasked})
+    for (const auto& c : kiln::gemm::candidate_configs(2112, 7168, kind))
+      CHECK(kiln::gemm::check_config(c, 2112, 7168, kind).empty());
+  using Catch::Matchers::Contains;
+  CHECK_THAT(kiln::gemm::check_config({128, 96, 4, 8, 1, 1}, 2112, 7168, Kind::kDense),
+             Contains("block_n 96"));
+  CHECK_THAT(kiln::gemm::check_config({64, 64, 8, 8, 1, 4}, 2112, 256, Kind::kDense),
+             Contains("split_k 4 with 2 K blocks"));
+  CHECK_THAT(kiln::gemm::check_config({128, 128, 9, 8, 1, 1}, 2112, 7168, Kind::kDense),
+             Contains("stages 9"));
 }
