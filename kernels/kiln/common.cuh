@@ -16,6 +16,12 @@ struct alignas(64) TensorMap {
   u64 opaque[16];
 };
 
+// A compile-time bool as a value (std::bool_constant without the host library).
+template <bool kValue>
+struct Constant {
+  static constexpr bool value = kValue;
+};
+
 template <typename T>
 __device__ __forceinline__ constexpr T ceil_div(T a, T b) {
   return (a + b - 1) / b;

@@ -22,7 +22,9 @@ __device__ __forceinline__ void store_tile_bf16_masked(const float* acc, u8* sme
   // The previous tile's reads of smem_d (a TMA store's, this warpgroup's) are done.
   if (tid == 0) ptx::tma_store_wait_read();
   ptx::named_barrier_sync(1 + warpgroup, 128);
-  write_tile_bf16<kBlockM, kBlockN>(acc, smem_d, warpgroup);
+  u32 packed[kBlockN / 4];
+  pack_tile_bf16<kBlockN>(acc, packed);
+  write_tile_bf16<kBlockM, kBlockN>(packed, smem_d, warpgroup);
   ptx::named_barrier_sync(1 + warpgroup, 128);
 
   for (int i = tid; i < 64 * kChunksPerRow; i += 128) {

@@ -14,11 +14,19 @@ __device__ __forceinline__ u32 pack_bf16x2(float lo, float hi) {
   return out;
 }
 
-// Writes this thread's accumulator fragment (rows of `warpgroup`) as BF16 into smem_d:
-// kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes, 16-byte chunks
-// swizzled by row (the TMA 128-byte swizzle), so a warp's stores hit 32 different banks.
+// This thread's accumulator fragment (m64 x kBlockN, FP32) as BF16 pairs: packed[2 * j + h]
+// holds columns 8j + 2q, 8j + 2q + 1 of row r + 8h (q = lane % 4, r its first row).
+template <int kBlockN>
+__device__ __forceinline__ void pack_tile_bf16(const float* acc, u32* packed) {
+#pragma unroll
+  for (int i = 0; i < kBlockN / 4; ++i) packed[i] = pack_bf16x2(acc[2 * i], acc[2 * i + 1]);
+}
+
+// Writes this thread's packed fragment (rows of `warpgroup`) into smem_d: kBlockM rows x
+// kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes, 16-byte chunks swizzled by row
+// (the TMA 128-byte swizzle), so a warp's stores hit 32 different banks.
 template <int kBlockM, int kBlockN>
-__device__ __forceinline__ void write_tile_bf16(const float* acc, u8* smem_d, int warpgroup) {
+__device__ __forceinline__ void write_tile_bf16(const u32* packed, u8* smem_d, int warpgroup) {
   constexpr int kSlabBytes = kBlockM * 128;
   const int tid = threadIdx.x % 128;
   const int warp = tid / 32, lane = tid % 32;
@@ -31,18 +39,17 @@ __device__ __forceinline__ void write_tile_bf16(const float* acc, u8* smem_d, in
     for (int half = 0; half < 2; ++half) {
       const int r = row + half * 8;
       const int chunk = (j % 8) ^ (r % 8);
-      *reinterpret_cast<u32*>(slab + r * 128 + chunk * 16 + quad * 4) =
-          pack_bf16x2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+      *reinterpret_cast<u32*>(slab + r * 128 + chunk * 16 + quad * 4) = packed[2 * j + half];
     }
   }
 }
 
 // smem_d: kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes.
-// acc: this thread's wgmma accumulator fragment (m64 x kBlockN, FP32).
+// packed: this thread's fragment of the warpgroup's 64 rows (pack_tile_bf16).
 template <int kBlockM, int kBlockN>
-__device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
-                                                const TensorMap* tmap_d, int warpgroup,
-                                                int m0, int n0) {
+__device__ __forceinline__ void store_packed_tile(const u32* packed, u8* smem_d,
+                                                  const TensorMap* tmap_d, int warpgroup,
+                                                  int m0, int n0) {
   static_assert(kBlockN % 64 == 0, "the TMA-store epilogue works in 64-column slabs");
   constexpr int kSlabBytes = kBlockM * 128;
   const int tid = threadIdx.x % 128;
@@ -51,7 +58,7 @@ __device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
   if (tid == 0) ptx::tma_store_wait_read();
   ptx::named_barrier_sync(1 + warpgroup, 128);
 
-  write_tile_bf16<kBlockM, kBlockN>(acc, smem_d, warpgroup);
+  write_tile_bf16<kBlockM, kBlockN>(packed, smem_d, warpgroup);
   ptx::fence_proxy_async_shared();
   ptx::named_barrier_sync(1 + warpgroup, 128);
 
@@ -62,6 +69,16 @@ __device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
                         m0 + warpgroup * 64);
     ptx::tma_store_commit();
   }
+}
+
+// acc: this thread's wgmma accumulator fragment (m64 x kBlockN, FP32).
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ void store_tile_bf16(const float* acc, u8* smem_d,
+                                                const TensorMap* tmap_d, int warpgroup,
+                                                int m0, int n0) {
+  u32 packed[kBlockN / 4];
+  pack_tile_bf16<kBlockN>(acc, packed);
+  store_packed_tile<kBlockM, kBlockN>(packed, smem_d, tmap_d, warpgroup, m0, n0);
 }
 
 }  // namespace kiln

@@ -70,21 +70,23 @@ struct Fp8GemmSmem {
   static constexpr int kTotal = 1024 + kStages * kStage + kD + kScales + kBarriers;
 };
 
-// total += acc * scale for one K block: rows r and r + 8 of this thread's fragment, column
-// groups of 8 before kSecondJ in the tile's first B scale block (scale0/scale1), the others in
-// its second (scale2/scale3).
-template <int kBlockN, int kSecondJ>
+// total += acc * scale for one K block (total = acc * scale for the first, kFirst): rows r and
+// r + 8 of this thread's fragment, column groups of 8 before kSecondJ in the tile's first B
+// scale block (scale0/scale1), the others in its second (scale2/scale3).
+template <int kBlockN, int kSecondJ, bool kFirst>
 __device__ __forceinline__ void promote(float* total, const float* acc, float scale0,
-                                        float scale1, float scale2, float scale3) {
+                                              float scale1, float scale2, float scale3) {
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
     const float s_lo = j < kSecondJ ? scale0 : scale2, s_hi = j < kSecondJ ? scale1 : scale3;
-    total[4 * j + 0] += acc[4 * j + 0] * s_lo;
-    total[4 * j + 1] += acc[4 * j + 1] * s_lo;
-    total[4 * j + 2] += acc[4 * j + 2] * s_hi;
-    total[4 * j + 3] += acc[4 * j + 3] * s_hi;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float s = i < 2 ? s_lo : s_hi;
+      total[4 * j + i] = kFirst ? acc[4 * j + i] * s : total[4 * j + i] + acc[4 * j + i] * s;
+    }
   }
 }
+
 
 template <int kKind, int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM,
           int kMulticastN, int kSplitK>
@@ -231,7 +233,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 
     constexpr int kAcc = kMmaN<kBlockN> / 2;  // accumulators of one batch
     float acc[kAcc];
-    float total[kBlockN / 2];
+    float total[kBlockN / 2];  // set by the tile's first K block
+    // Dense tiles store their output while the next tile's first wgmma batch runs: BF16 pairs
+    // wait here (half the registers of the totals, which the next tile then reuses). Only
+    // where a tile has at least two rings of K blocks: the store delays the release of the
+    // tile's first stage, and with K = 512 (4 K blocks, 4 stages) that was 13% slower.
+    constexpr bool kDeferStore = kKind == kDense && kSplitK == 1 && kKBlocks >= 2 * kStages;
+    u32 packed[kDeferStore ? kBlockN / 4 : 1];
+    bool store_pending = false;
+    int pending_m0 = 0, pending_n0 = 0;
     int stage = 0;
     u32 phase = 0;
     // Two math warpgroups take turns issuing their wgmma batches (named barriers 3 and 4),
@@ -244,74 +254,92 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     if constexpr (kMathWarpgroups == 2)
       if (warpgroup == 1) ptx::named_barrier_arrive(kTurnBarrier, 256);
 
-    while (next_tile()) {
+    // One K block of the tile; kFirst (the tile's first) sets the totals instead of adding.
+    auto k_block = [&](int kb, auto first) {
+      constexpr bool kFirst = decltype(first)::value;
+      ptx::mbarrier_wait(&full[stage], phase);
+      const u32 stage_offset = stage * (Smem::kStage >> 4);  // descriptor units
+      // SA * SB for rows r / r + 8 (scale0 / scale1) in the tile's first B scale block and
+      // in its second (scale2 / scale3).
+      float scale0, scale1, scale2, scale3;
 #pragma unroll
-      for (int i = 0; i < kBlockN / 2; ++i) total[i] = 0.f;
-
-#pragma unroll 1
-      for (int kb = kb_begin; kb < kb_end; ++kb) {
-        ptx::mbarrier_wait(&full[stage], phase);
-        const u32 stage_offset = stage * (Smem::kStage >> 4);  // descriptor units
-        // SA * SB for rows r / r + 8 (scale0 / scale1) in the tile's first B scale block and
-        // in its second (scale2 / scale3).
-        float scale0, scale1, scale2, scale3;
+      for (int batch = 0; batch < kBatches; ++batch) {
 #pragma unroll
-        for (int batch = 0; batch < kBatches; ++batch) {
+        for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
+        if constexpr (kMathWarpgroups == 2)
+          ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
+        ptx::wgmma_fence();
+        // Batch b reads B rows [b * kMmaN, (b + 1) * kMmaN): + b * kMmaN * 128 bytes.
+        const u32 b_offset = stage_offset + batch * (kMmaN<kBlockN> * 128 >> 4);
 #pragma unroll
-          for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
-          if constexpr (kMathWarpgroups == 2)
-            ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
-          ptx::wgmma_fence();
-          // Batch b reads B rows [b * kMmaN, (b + 1) * kMmaN): + b * kMmaN * 128 bytes.
-          const u32 b_offset = stage_offset + batch * (kMmaN<kBlockN> * 128 >> 4);
-#pragma unroll
-          for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
-            ptx::WgmmaFp8<kMmaN<kBlockN>>::mma(
-                ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
-                ptx::smem_desc_sw128(desc_b0 + b_offset + 2 * k), acc, k > 0);
-          ptx::wgmma_commit_group();
-          if constexpr (kMathWarpgroups == 2)
-            ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
-          if (batch == 0) {
-            // The stage's scales, read while the tensor cores work (before it is released).
-            const float sa0 = smem_sa[stage * kBlockM + row_in_tile];
-            const float sa1 = smem_sa[stage * kBlockM + row_in_tile + 8];
-            const float sb0 = smem_sb[stage * kSbPerStage];
-            const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
-            scale0 = sa0 * sb0, scale1 = sa1 * sb0, scale2 = sa0 * sb1, scale3 = sa1 * sb1;
-          }
-#pragma unroll
-          for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
-          ptx::wgmma_wait_group<0>();
-          if (batch == kBatches - 1) {
-            if constexpr (kMulticastN == 2) {
-              __syncwarp();
-              if (lane == 0) {
-                ptx::mbarrier_arrive_cluster(&empty[stage], 0);
-                ptx::mbarrier_arrive_cluster(&empty[stage], 1);
-              }
-            } else {
-              ptx::mbarrier_arrive(&empty[stage]);
+        for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
+          ptx::WgmmaFp8<kMmaN<kBlockN>>::mma(
+              ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
+              ptx::smem_desc_sw128(desc_b0 + b_offset + 2 * k), acc, k > 0);
+        ptx::wgmma_commit_group();
+        if constexpr (kMathWarpgroups == 2)
+          ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
+        if (batch == 0) {
+          // The stage's scales, read while the tensor cores work (before it is released).
+          const float sa0 = smem_sa[stage * kBlockM + row_in_tile];
+          const float sa1 = smem_sa[stage * kBlockM + row_in_tile + 8];
+          const float sb0 = smem_sb[stage * kSbPerStage];
+          const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
+          scale0 = sa0 * sb0, scale1 = sa1 * sb0, scale2 = sa0 * sb1, scale3 = sa1 * sb1;
+          if constexpr (kDeferStore && kFirst)
+            if (store_pending) {  // the previous tile's output, while this batch runs
+              store_packed_tile<kBlockM, kBlockN>(packed, smem_d, &tmap_d, warpgroup,
+                                                  pending_m0, pending_n0);
+              store_pending = false;
             }
-          }
-          if constexpr (kBatches == 2) {
-            // 256 columns: batch b is scale block b of the tile.
-            promote<kAcc * 2, kAcc / 4>(total + batch * kAcc, acc, batch == 0 ? scale0 : scale2,
-                                        batch == 0 ? scale1 : scale3, 0.f, 0.f);
-          } else if (kSbPerStage == 1 || (tile.n_block * kBlockN) % 128 == 0) {
-            // A 192-column tile that starts on a scale block has its first 16 column groups
-            // in it, else (it starts 64 columns in) its first 8.
-            promote<kBlockN, kSbPerStage == 1 ? kBlockN / 8 : 16>(total, acc, scale0, scale1,
-                                                                   scale2, scale3);
+        }
+#pragma unroll
+        for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
+        ptx::wgmma_wait_group<0>();
+        if (batch == kBatches - 1) {
+          if constexpr (kMulticastN == 2) {
+            __syncwarp();
+            if (lane == 0) {
+              ptx::mbarrier_arrive_cluster(&empty[stage], 0);
+              ptx::mbarrier_arrive_cluster(&empty[stage], 1);
+            }
           } else {
-            promote<kBlockN, 8>(total, acc, scale0, scale1, scale2, scale3);
+            ptx::mbarrier_arrive(&empty[stage]);
           }
         }
-        if (++stage == kStages) stage = 0, phase ^= 1;
+        if constexpr (kBatches == 2) {
+          // 256 columns: batch b is scale block b of the tile.
+          promote<kAcc * 2, kAcc / 4, kFirst>(total + batch * kAcc, acc,
+                                              batch == 0 ? scale0 : scale2,
+                                              batch == 0 ? scale1 : scale3, 0.f, 0.f);
+        } else if (kSbPerStage == 1 || (tile.n_block * kBlockN) % 128 == 0) {
+          // A 192-column tile that starts on a scale block has its first 16 column groups
+          // in it, else (it starts 64 columns in) its first 8.
+          promote<kBlockN, kSbPerStage == 1 ? kBlockN / 8 : 16, kFirst>(
+              total, acc, scale0, scale1, scale2, scale3);
+        } else {
+          promote<kBlockN, 8, kFirst>(total, acc, scale0, scale1, scale2, scale3);
+        }
       }
+      if (++stage == kStages) stage = 0, phase ^= 1;
+    };
+
+    while (next_tile()) {
+      if (kb_begin < kb_end) {
+        k_block(kb_begin, Constant<true>{});
+      } else {  // a split-K CTA whose K range is empty contributes zeros
+#pragma unroll
+        for (int i = 0; i < kBlockN / 2; ++i) total[i] = 0.f;
+      }
+#pragma unroll 1
+      for (int kb = kb_begin + 1; kb < kb_end; ++kb) k_block(kb, Constant<false>{});
 
       if constexpr (kSplitK > 1) {
         store_partial<kBlockN>(total, reinterpret_cast<float*>(smem_d), warpgroup);
+      } else if constexpr (kDeferStore) {
+        pack_tile_bf16<kBlockN>(total, packed);
+        store_pending = true;
+        pending_m0 = tile.row0, pending_n0 = tile.n_block * kBlockN;
       } else if constexpr (kKind == kDense) {
         store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, tile.row0,
                                           tile.n_block * kBlockN);
@@ -337,6 +365,10 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         }
       }
     }
+    if constexpr (kDeferStore)
+      if (store_pending)
+        store_packed_tile<kBlockM, kBlockN>(packed, smem_d, &tmap_d, warpgroup, pending_m0,
+                                            pending_n0);
     // The second warpgroup's last turn signal (it arrives once more than the first waits).
     if constexpr (kMathWarpgroups == 2)
       if (warpgroup == 0) ptx::named_barrier_sync(kTurnBarrier, 256);
