@@ -12,7 +12,8 @@
 //     warpgroups take turns issuing (ping-pong), so one promotes while the other's batch runs.
 //     A 256-column tile is done as two 128-column batches per K block, one per B scale
 //     block, into the same accumulators: 128 totals + 64 accumulators fit the 224 registers
-//     where 128 + 128 would not.
+//     where 128 + 128 would not. A dense tile's output (BF16 pairs in registers) is stored
+//     while the next tile's first batch runs, where tiles have at least 2 * kStages K blocks.
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
 //     copies the stage's scales (kBlockM of SA, one of SB) into shared memory with cp.async.
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
