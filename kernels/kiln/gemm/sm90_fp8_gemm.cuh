@@ -76,7 +76,7 @@ struct Fp8GemmSmem {
 // scale block (scale0/scale1), the others in its second (scale2/scale3).
 template <int kBlockN, int kSecondJ, bool kFirst>
 __device__ __forceinline__ void promote(float* total, const float* acc, float scale0,
-                                              float scale1, float scale2, float scale3) {
+                                        float scale1, float scale2, float scale3) {
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
     const float s_lo = j < kSecondJ ? scale0 : scale2, s_hi = j < kSecondJ ? scale1 : scale3;
@@ -87,7 +87,6 @@ __device__ __forceinline__ void promote(float* total, const float* acc, float sc
     }
   }
 }
-
 
 template <int kKind, int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM,
           int kMulticastN, int kSplitK>
@@ -103,7 +102,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   constexpr int kKBlocks = ceil_div(kK, 128);
   constexpr int kNBlocks = ceil_div(kN, kBlockN);
   constexpr int kClusterSize = kMulticastN * kSplitK;
-  constexpr int kKBlocksPerSplit = ceil_div(kKBlocks, kSplitK);
   using Smem = Fp8GemmSmem<kBlockM, kBlockN, kStages, kSplitK>;
   static_assert(kBlockM % 64 == 0 && kMathWarpgroups <= 2, "kBlockM is 64 or 128");
   constexpr int kSbPerStage = kScaleBlocksN<kBlockN>;
@@ -172,8 +170,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
            min(min(t.n_block * kBlockN, kN - 1) / 128 + i, (kN - 1) / 128) * sb_stride;
   };
   // With split-K each CTA of the cluster takes one K range of the same tile.
-  const int kb_begin = kSplitK > 1 ? int(rank) * kKBlocksPerSplit : 0;
-  const int kb_end = kSplitK > 1 ? min(kKBlocks, kb_begin + kKBlocksPerSplit) : kKBlocks;
+  // Balanced ranges, none empty (kSplitK <= kKBlocks).
+  const int kb_begin = kSplitK > 1 ? int(rank) * kKBlocks / kSplitK : 0;
+  const int kb_end = kSplitK > 1 ? (int(rank) + 1) * kKBlocks / kSplitK : kKBlocks;
 
   if (warpgroup == kMathWarpgroups) {
     // ---- producer ----
@@ -326,12 +325,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     };
 
     while (next_tile()) {
-      if (kb_begin < kb_end) {
-        k_block(kb_begin, Constant<true>{});
-      } else {  // a split-K CTA whose K range is empty contributes zeros
-#pragma unroll
-        for (int i = 0; i < kBlockN / 2; ++i) total[i] = 0.f;
-      }
+      k_block(kb_begin, Constant<true>{});
 #pragma unroll 1
       for (int kb = kb_begin + 1; kb < kb_end; ++kb) k_block(kb, Constant<false>{});
 
