@@ -163,7 +163,8 @@ int cluster_capacity(int cluster, int num_sms) {
 }  // namespace
 
 TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
-  const int ctas = num_tiles(c, m, n) * c.split_k;
+  const int tiles = num_tiles(c, m, n);
+  const int ctas = tiles * c.split_k;
   const int capacity = cluster_capacity(c.cluster_size(), num_sms);
   const int whole_waves = (ctas + capacity - 1) / capacity;
   const bool fractional = num_tiles(Config{}, m, n) >= kFractionalWaves * num_sms;
@@ -176,7 +177,6 @@ TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
   // The last wave's output is written after its last MMA, with nothing left to overlap it
   // (128 x 32768 x 512: one wave of 128 x 256 tiles writes 8 MiB at the end and loses to two
   // of 128 x 128, 12.3 vs 11.1 us).
-  const int tiles = num_tiles(c, m, n);
   const int last_tiles = fractional ? std::min(tiles, num_sms / c.split_k)
                                     : tiles - (whole_waves - 1) * (capacity / c.split_k);
   // Above 64 rows M counts in whole 64-row blocks, like the tiles (heuristic_m_breakpoints

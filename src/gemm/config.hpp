@@ -65,17 +65,17 @@ int num_tiles(const Config& config, int m, int n);
 std::string check_config(const Config& config, int n, int k, Kind kind);
 // Every configuration the kernel supports for (n, k), deepest pipeline first.
 std::vector<Config> candidate_configs(int n, int k, Kind kind = Kind::kDense);
-// The configuration gemm_fp8 uses for (m, n, k) on a device with num_sms SMs. For grouped
-// kinds m is the total rows (contiguous) or expected rows per group times num_groups
-// (masked); they use neither split-K nor multicast.
 // Estimated time of a configuration for an M x N x K problem on num_sms SMs, from a model
-// fitted to H200 timings: compute_us counts tile waves x K blocks x cost per K block plus
-// fixed costs; total_us is at least the time to stream the operands.
+// fitted to H200 timings: compute_us counts tile waves x (K blocks x cost per K block + the
+// tile's epilogue) plus fixed costs; total_us is at least the time to stream the operands.
 struct TimeEstimate {
   double total_us = 0, compute_us = 0;
 };
 TimeEstimate estimate_time(const Config& config, int m, int n, int k, int num_sms);
-// The configuration with the least estimated time (see config.cpp for the candidates).
+// The configuration gemm_fp8 uses for (m, n, k) on a device with num_sms SMs: the one with
+// the least estimated time (see config.cpp for the candidates). For grouped kinds m is the
+// total rows (contiguous) or expected rows per group times num_groups (masked); they use
+// neither split-K nor multicast.
 Config heuristic_config(int m, int n, int k, int num_sms, Kind kind = Kind::kDense);
 // M values at which heuristic_config can change for (n, k): warm-up compiles one per bucket.
 std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms,

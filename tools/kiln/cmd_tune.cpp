@@ -126,13 +126,14 @@ int run_tune(const TuneOptions& o) {
     if (!db.save(db_path, &error))
       throw Error(ErrorCode::kInternal, "cannot save the tuning database: " + error);
     ++tuned;
-    const auto name = gemm::config_name;
-    results.push_back({{"m", s.m}, {"n", s.n}, {"k", s.k}, {"heuristic", name(heuristic)},
-                       {"heuristic_us", heuristic_us}, {"tuned", name(best)},
+    const std::string heuristic_name = gemm::config_name(heuristic);
+    const std::string best_name = gemm::config_name(best);
+    results.push_back({{"m", s.m}, {"n", s.n}, {"k", s.k}, {"heuristic", heuristic_name},
+                       {"heuristic_us", heuristic_us}, {"tuned", best_name},
                        {"tuned_us", best_us}, {"candidates_timed", timed}});
     if (!o.json)
       fmt::print("{:>5} {:>6} {:>6} | {:>14} {:>9.1f} | {:>14} {:>9.1f} | {:>7.3f} {:>5}\n", s.m,
-                 s.n, s.k, name(heuristic), heuristic_us, name(best), best_us,
+                 s.n, s.k, heuristic_name, heuristic_us, best_name, best_us,
                  heuristic_us / best_us, timed);
   }
   cu.cuStreamDestroy(stream);

@@ -91,7 +91,6 @@ std::vector<InputSet> make_input_sets(int count, size_t a_bytes, size_t b_bytes,
 struct Fp8Buffers {
   Fp8Buffers(int m, int n, int k, const Timer& timer, std::mt19937_64& rng);
   GemmFp8Args args(int run = 0) const;
-  size_t input_bytes() const;
   int m, n, k;
   int64_t ld_sb;
   std::vector<InputSet> sets;
