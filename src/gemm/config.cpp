@@ -60,7 +60,9 @@ int threads_per_block(const Config& c) { return (c.block_m / 64 + 1) * 128; }
 
 int shared_memory_bytes(const Config& c) {
   const int stage = (c.block_m + c.block_n) * 128;
-  const int d = c.split_k > 1 ? c.block_m * (c.block_n + 4) * 4 : c.block_m * c.block_n * 2;
+  // Split-K: the FP32 partial tile overlays the stage ring (what does not fit extends it).
+  const int d = c.split_k > 1 ? std::max(0, c.block_m * (c.block_n + 4) * 4 - c.stages * stage)
+                              : c.block_m * c.block_n * 2;
   const int sb_per_stage = c.block_n <= 128 ? 1 : 2;  // B scale blocks a tile spans
   const int scales = (c.stages * c.block_m + (c.stages * sb_per_stage + 3) / 4 * 4) * 4;
   return 1024 + c.stages * stage + d + scales + 2 * c.stages * 8;
@@ -119,7 +121,8 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
       configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 2, 1});
     }
   // 128 x 192 and 128 x 256 tiles: more MMA work per K block for the same per-block
-  // overhead (neither split-K nor multicast).
+  // overhead (neither split-K nor multicast: split over 2-4 CTAs measured 4-15% slower than
+  // the best narrow candidate on every shape tried, docs/PERFORMANCE.md).
   for (int block_n : {192, 256}) configs.push_back({128, block_n, max_stages(128, block_n), 8, 1, 1});
   return configs;
 }

@@ -53,9 +53,12 @@ TEST_CASE("shared memory and thread counts of the tile shapes", "[unit][config]"
   CHECK(shared_memory_bytes({128, 128, 5, 8}) ==
         1024 + 5 * 32768 + 32768 + (5 * 128 + 8) * 4 + 2 * 5 * 8);
   CHECK(shared_memory_bytes({64, 64, 8, 8}) == 1024 + 8 * 16384 + 8192 + (8 * 64 + 8) * 4 + 2 * 8 * 8);
-  // split-K keeps an FP32 partial tile (rows padded by 4 floats) instead of the BF16 one
-  CHECK(shared_memory_bytes({64, 64, 8, 8, 1, 4}) ==
-        1024 + 8 * 16384 + 64 * 68 * 4 + (8 * 64 + 8) * 4 + 2 * 8 * 8);
+  // split-K keeps an FP32 partial tile (rows padded by 4 floats) instead of the BF16 one,
+  // over the stage ring: only what does not fit there is extra
+  CHECK(shared_memory_bytes({64, 64, 8, 8, 1, 4}) == 1024 + 8 * 16384 + (8 * 64 + 8) * 4 + 2 * 8 * 8);
+  CHECK(shared_memory_bytes({128, 128, 2, 8, 1, 2}) ==  // 66 KiB partial > 64 KiB ring
+        1024 + 128 * 132 * 4 + (2 * 128 + 4) * 4 + 2 * 2 * 8);
+  CHECK(max_stages(128, 128, 2) == 6);  // no BF16 output tile: one more stage
   CHECK(max_stages(128, 128) == 5);
   CHECK(max_stages(64, 64) == 8);
   CHECK(max_stages(64, 128) == 8);
@@ -96,18 +99,20 @@ TEST_CASE("candidate configurations are valid and deepest first", "[unit][config
     CHECK((threads_per_block(c) == 256 || threads_per_block(c) == 384));
     for (size_t j = 0; j < i; ++j) CHECK_FALSE(configs[j] == c);  // no duplicates
   }
-  // Every tile shape appears, and its first candidate is its deepest pipeline.
-  for (int bm : {64, 128})
-    for (int bn : {64, 128}) {
-      INFO("block " << bm << "x" << bn);
-      const auto first = std::find_if(configs.begin(), configs.end(), [&](const Config& c) {
-        return c.block_m == bm && c.block_n == bn;
-      });
-      REQUIRE(first != configs.end());
-      CHECK(first->stages == max_stages(bm, bn));
-      for (auto it = first; it != configs.end(); ++it)
-        if (it->block_m == bm && it->block_n == bn) CHECK(it->stages <= first->stages);
-    }
+  // Every tile shape appears, first without split-K, and every candidate has the deepest
+  // pipeline its shared memory allows.
+  for (const auto& [bm, bn] :
+       {std::pair{64, 64}, {64, 128}, {128, 64}, {128, 128}, {128, 192}, {128, 256}}) {
+    INFO("block " << bm << "x" << bn);
+    const auto first = std::find_if(configs.begin(), configs.end(), [&](const Config& c) {
+      return c.block_m == bm && c.block_n == bn;
+    });
+    REQUIRE(first != configs.end());
+    CHECK(first->split_k == 1);
+    for (auto it = first; it != configs.end(); ++it)
+      if (it->block_m == bm && it->block_n == bn)
+        CHECK(it->stages == max_stages(bm, bn, it->split_k));
+  }
 }
 
 TEST_CASE("the heuristic picks a candidate that fits, for every shape and SM count",
@@ -148,7 +153,7 @@ TEST_CASE("the heuristic picks what kiln tune found fastest on an H200", "[unit]
       {64, 7168, 16384, {64, 64, 8, 8}},
       {64, 24576, 1536, {64, 64, 8, 8}},           // 2.9 waves of 384 tiles, not 1.45 of 192
       {128, 2112, 7168, {64, 64, 8, 8, 1, 2}},     // 132 CTAs instead of 66
-      {128, 7168, 16384, {128, 128, 4, 8, 1, 2}},  // split-K beats 64-column tiles
+      {128, 7168, 16384, {128, 128, 6, 8, 1, 2}},  // split-K beats 64-column tiles
       {128, 24576, 1536, {128, 192, 4, 8}},        // one wave of 128 tiles
       {128, 32768, 512, {128, 128, 5, 8}},         // two waves: the first one's output
                                                    // overlaps loads (128 x 256: 12.3 vs 11.1 us)

@@ -19,8 +19,9 @@
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
 // Shared memory, 1024-byte aligned:
 //   kStages x { A: kBlockM x 128 B | B: kBlockN x 128 B }   128-byte swizzle (TMA + wgmma)
-//   D: BF16 tile for the TMA store (kBlockN/64 slabs of kBlockM x 128 B), or with split-K
-//      the FP32 partial tile (kBlockM x (kBlockN + 4) floats)
+//   D: BF16 tile for the TMA store (kBlockN/64 slabs of kBlockM x 128 B); with split-K the
+//      FP32 partial tile (kBlockM x (kBlockN + 4) floats) instead overlays the stage ring
+//      from offset 0 (D holds only what does not fit there)
 //   SA[kStages][kBlockM], SB[kStages][1 or 2] (FP32)          scales of each stage
 //   full[kStages], empty[kStages]                            mbarriers
 // Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
@@ -62,8 +63,12 @@ struct Fp8GemmSmem {
   static constexpr int kA = kBlockM * 128;
   static constexpr int kB = kBlockN * 128;
   static constexpr int kStage = kA + kB;
-  static constexpr int kD = kSplitK > 1 ? kBlockM * SplitKBuffer<kBlockN>::kStride * 4
-                                        : kBlockM * kBlockN * 2;
+  // With split-K the FP32 partial tile overlays the stage ring (free once the CTA's one tile
+  // is done) and extends past it only where the ring is smaller.
+  static constexpr int kPartial = kBlockM * SplitKBuffer<kBlockN>::kStride * 4;
+  static constexpr int kD = kSplitK == 1                      ? kBlockM * kBlockN * 2
+                            : kPartial > kStages * kStage ? kPartial - kStages * kStage
+                                                          : 0;
   static constexpr int kScales =
       (kStages * kBlockM + (kStages * kScaleBlocksN<kBlockN> + 3) / 4 * 4) * 4;
   static constexpr int kBarriers = 2 * kStages * 8;
@@ -330,7 +335,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       for (int kb = kb_begin + 1; kb < kb_end; ++kb) k_block(kb, Constant<false>{});
 
       if constexpr (kSplitK > 1) {
-        store_partial<kBlockN>(total, reinterpret_cast<float*>(smem_d), warpgroup);
+        // The partial overlays the ring: every math warpgroup's last wgmma must have read
+        // its stage first (the ring is otherwise idle: this CTA's loads are all consumed).
+        if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kTurnBarrier + 2, 256);
+        ptx::fence_proxy_async_shared();
+        store_partial<kBlockN>(total, reinterpret_cast<float*>(smem), warpgroup);
       } else if constexpr (kDeferStore) {
         pack_tile_bf16<kBlockN>(total, packed);
         store_pending = true;
@@ -375,7 +384,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     ptx::cluster_sync();  // all partials written
     if (has_split_tile)
       reduce_partials<kBlockM, kBlockN, kSplitK, kThreads, kN>(
-          reinterpret_cast<const float*>(smem_d), d, ldd, m, tile.row0,
+          reinterpret_cast<const float*>(smem), d, ldd, m, tile.row0,
           tile.n_block * kBlockN, rank);
     ptx::cluster_sync();  // all reads of partner partials done
   } else if constexpr (kMulticastN > 1) {
