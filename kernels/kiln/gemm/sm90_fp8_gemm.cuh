@@ -13,7 +13,7 @@
 //     A 256-column tile is done as two 128-column batches per K block, one per B scale
 //     block, into the same accumulators: 128 totals + 64 accumulators fit the 224 registers
 //     where 128 + 128 would not. A dense tile's output (BF16 pairs in registers) is stored
-//     while the next tile's first batch runs, where tiles have at least 2 * kStages K blocks.
+//     during the next tile's first K block, while the other warpgroup's batch runs.
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
 //     copies the stage's scales (kBlockM of SA, one of SB) into shared memory with cp.async.
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
@@ -239,11 +239,14 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     constexpr int kAcc = kMmaN<kBlockN> / 2;  // accumulators of one batch
     float acc[kAcc];
     float total[kBlockN / 2];  // set by the tile's first K block
-    // Dense tiles store their output while the next tile's first wgmma batch runs: BF16 pairs
-    // wait here (half the registers of the totals, which the next tile then reuses). Only
-    // where a tile has at least two rings of K blocks: the store delays the release of the
-    // tile's first stage, and with K = 512 (4 K blocks, 4 stages) that was 13% slower.
-    constexpr bool kDeferStore = kKind == kDense && kSplitK == 1 && kKBlocks >= 2 * kStages;
+    // Dense tiles store their output during the next tile's first K block, while the other
+    // warpgroup's batch runs: BF16 pairs wait here (half the registers of the totals, which
+    // the next tile then reuses). Where a tile fills the ring (with fewer K blocks ptxas
+    // injected a wgmma wait, C7517). A 256-column tile stores before its stage is released
+    // (registers), so there only where a tile has at least two rings of K blocks (at K = 512,
+    // 1024 x 32768: 2.5% slower).
+    constexpr bool kDeferStore = kKind == kDense && kSplitK == 1 &&
+                                 kKBlocks >= (kBatches == 1 ? kStages : 2 * kStages);
     u32 packed[kDeferStore ? kBlockN / 4 : 1];
     bool store_pending = false;
     int pending_m0 = 0, pending_n0 = 0;
@@ -291,12 +294,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           const float sb0 = smem_sb[stage * kSbPerStage];
           const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
           scale0 = sa0 * sb0, scale1 = sa1 * sb0, scale2 = sa0 * sb1, scale3 = sa1 * sb1;
-          if constexpr (kDeferStore && kFirst)
-            if (store_pending) {  // the previous tile's output, while this batch runs
-              store_packed_tile<kBlockM, kBlockN>(packed, smem_d, &tmap_d, warpgroup,
-                                                  pending_m0, pending_n0);
-              store_pending = false;
-            }
         }
 #pragma unroll
         for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
@@ -312,6 +309,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
             ptx::mbarrier_arrive(&empty[stage]);
           }
         }
+        // The previous tile's output, while the other warpgroup's batch runs: after the
+        // stage is released (holding it delays the next tile's loads: 13% slower at K = 512)
+        // or, for 256 columns, before the first half's totals are set (registers).
+        if constexpr (kDeferStore && kFirst)
+          if (batch == 0 && store_pending) {
+            store_packed_tile<kBlockM, kBlockN>(packed, smem_d, &tmap_d, warpgroup, pending_m0,
+                                                pending_n0);
+            store_pending = false;
+          }
         if constexpr (kBatches == 2) {
           // 256 columns: batch b is scale block b of the tile.
           promote<kAcc * 2, kAcc / 4, kFirst>(total + batch * kAcc, acc,
