@@ -262,8 +262,36 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     if constexpr (kMathWarpgroups == 2)
       if (warpgroup == 1) ptx::named_barrier_arrive(kTurnBarrier, 256);
 
+    // Four k32 wgmmas over one stage (offset in descriptor units) into one accumulator set.
+    auto issue_batch = [&](u32 stage_offset, u32 b_offset, float* out) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
+        ptx::WgmmaFp8<kMmaN<kBlockN>>::mma(ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
+                                           ptx::smem_desc_sw128(desc_b0 + b_offset + 2 * k), out,
+                                           k > 0);
+    };
+    auto release = [&](int s) {
+      if constexpr (kMulticastN == 2) {
+        __syncwarp();
+        if (lane == 0) {
+          ptx::mbarrier_arrive_cluster(&empty[s], 0);
+          ptx::mbarrier_arrive_cluster(&empty[s], 1);
+        }
+      } else {
+        ptx::mbarrier_arrive(&empty[s]);
+      }
+    };
+    auto store_pending_tile = [&]() {
+      if constexpr (kDeferStore)
+        if (store_pending) {
+          store_packed_tile<kBlockM, kBlockN>(packed, smem_d, &tmap_d, warpgroup, pending_m0,
+                                              pending_n0);
+          store_pending = false;
+        }
+    };
+
     // One K block of the tile; kFirst (the tile's first) sets the totals instead of adding.
-    auto k_block = [&](int kb, auto first) {
+    auto k_block = [&](auto first) {
       constexpr bool kFirst = decltype(first)::value;
       ptx::mbarrier_wait(&full[stage], phase);
       const u32 stage_offset = stage * (Smem::kStage >> 4);  // descriptor units
@@ -278,12 +306,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
         ptx::wgmma_fence();
         // Batch b reads B rows [b * kMmaN, (b + 1) * kMmaN): + b * kMmaN * 128 bytes.
-        const u32 b_offset = stage_offset + batch * (kMmaN<kBlockN> * 128 >> 4);
-#pragma unroll
-        for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
-          ptx::WgmmaFp8<kMmaN<kBlockN>>::mma(
-              ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
-              ptx::smem_desc_sw128(desc_b0 + b_offset + 2 * k), acc, k > 0);
+        issue_batch(stage_offset, stage_offset + batch * (kMmaN<kBlockN> * 128 >> 4), acc);
         ptx::wgmma_commit_group();
         if constexpr (kMathWarpgroups == 2)
           ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
@@ -298,26 +321,12 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll
         for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
         ptx::wgmma_wait_group<0>();
-        if (batch == kBatches - 1) {
-          if constexpr (kMulticastN == 2) {
-            __syncwarp();
-            if (lane == 0) {
-              ptx::mbarrier_arrive_cluster(&empty[stage], 0);
-              ptx::mbarrier_arrive_cluster(&empty[stage], 1);
-            }
-          } else {
-            ptx::mbarrier_arrive(&empty[stage]);
-          }
-        }
+        if (batch == kBatches - 1) release(stage);
         // The previous tile's output, while the other warpgroup's batch runs: after the
         // stage is released (holding it delays the next tile's loads: 13% slower at K = 512)
         // or, for 256 columns, before the first half's totals are set (registers).
-        if constexpr (kDeferStore && kFirst)
-          if (batch == 0 && store_pending) {
-            store_packed_tile<kBlockM, kBlockN>(packed, smem_d, &tmap_d, warpgroup, pending_m0,
-                                                pending_n0);
-            store_pending = false;
-          }
+        if constexpr (kFirst)
+          if (batch == 0) store_pending_tile();
         if constexpr (kBatches == 2) {
           // 256 columns: batch b is scale block b of the tile.
           promote<kAcc * 2, kAcc / 4, kFirst>(total + batch * kAcc, acc,
@@ -335,10 +344,62 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       if (++stage == kStages) stage = 0, phase ^= 1;
     };
 
+    // One math warpgroup (64-row tiles, one batch and one B scale block per K block): two K
+    // blocks at a time. Their batches go out back
+    // to back into two accumulator sets and are waited for together, so the warpgroup pays
+    // the wgmma latency once per two K blocks (nothing reads the accumulators in between,
+    // so the wgmmas stay asynchronous).
+    float acc2[kMathWarpgroups == 1 ? kAcc : 1];
+    auto k_block_pair = [&](auto first) {
+      constexpr bool kFirst = decltype(first)::value;
+      const int s0 = stage;
+      const u32 p0 = phase;
+      if (++stage == kStages) stage = 0, phase ^= 1;
+      const int s1 = stage;
+      if (++stage == kStages) stage = 0, phase ^= 1;
+#pragma unroll
+      for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]), ptx::fence_register(acc2[i]);
+      // Both stages first: a barrier wait between the wgmmas would serialize them (C7520).
+      ptx::mbarrier_wait(&full[s0], p0);
+      ptx::mbarrier_wait(&full[s1], s1 > s0 ? p0 : p0 ^ 1);
+      ptx::wgmma_fence();
+      const u32 offset0 = s0 * (Smem::kStage >> 4), offset1 = s1 * (Smem::kStage >> 4);
+      issue_batch(offset0, offset0, acc);
+      issue_batch(offset1, offset1, acc2);
+      ptx::wgmma_commit_group();
+      const float sb0 = smem_sb[s0], sb1 = smem_sb[s1];
+      const float scale00 = smem_sa[s0 * kBlockM + row_in_tile] * sb0;
+      const float scale01 = smem_sa[s0 * kBlockM + row_in_tile + 8] * sb0;
+      const float scale10 = smem_sa[s1 * kBlockM + row_in_tile] * sb1;
+      const float scale11 = smem_sa[s1 * kBlockM + row_in_tile + 8] * sb1;
+#pragma unroll
+      for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]), ptx::fence_register(acc2[i]);
+      ptx::wgmma_wait_group<0>();
+      release(s0);
+      release(s1);
+      if constexpr (kFirst) store_pending_tile();
+      promote<kBlockN, kBlockN / 8, kFirst>(total, acc, scale00, scale01, 0.f, 0.f);
+      promote<kBlockN, kBlockN / 8, false>(total, acc2, scale10, scale11, 0.f, 0.f);
+    };
+
     while (next_tile()) {
-      k_block(kb_begin, Constant<true>{});
+      if constexpr (kMathWarpgroups == 1) {
+        // An odd count starts with a single K block.
+        int kb = kb_begin;
+        if ((kb_end - kb_begin) % 2 == 1) {
+          k_block(Constant<true>{});
+          kb += 1;
+        } else {
+          k_block_pair(Constant<true>{});
+          kb += 2;
+        }
 #pragma unroll 1
-      for (int kb = kb_begin + 1; kb < kb_end; ++kb) k_block(kb, Constant<false>{});
+        for (; kb < kb_end; kb += 2) k_block_pair(Constant<false>{});
+      } else {
+        k_block(Constant<true>{});
+#pragma unroll 1
+        for (int kb = kb_begin + 1; kb < kb_end; ++kb) k_block(Constant<false>{});
+      }
 
       if constexpr (kSplitK > 1) {
         // The partial overlays the ring: every math warpgroup's last wgmma must have read
