@@ -100,12 +100,12 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     std::ofstream(cubin, std::ios::binary).write(r.cubin.data(), r.cubin.size());
     const std::string sass = run(cuobjdump() + " -sass " + cubin.string() + " 2>&1");
     // Four k32 steps per batch, one batch per wgmma_n columns of the tile, in every copy of
-    // the K-block body: the tile's first K block and the others. 64-row tiles take K blocks
-    // in pairs: a single first block where the count is odd, else a first pair, then pairs
-    // (with split-K the count is known only at run time: all three, 1 + 2 + 2 K blocks).
+    // the K-block body: the tile's first K block and the others. Tiles up to 128 columns take
+    // K blocks in pairs: a single first block where the count is odd, else a first pair, then
+    // pairs (with split-K the count is known only at run time: all three, 1 + 2 + 2 K blocks).
     const int mma_n = kiln::gemm::wgmma_n(spec.config);
     const int k_blocks = (spec.k + 127) / 128;
-    const int bodies = spec.config.block_m != 64 ? 2
+    const int bodies = spec.config.block_n > 128 ? 2
                        : spec.config.split_k > 1 ? 5
                                                  : (k_blocks % 2 ? 1 : 2) + (k_blocks > 2 ? 2 : 0);
     CHECK(count(sass, "QGMMA.64x" + std::to_string(mma_n) + "x32.F32.E4M3.E4M3") ==

@@ -344,12 +344,13 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       if (++stage == kStages) stage = 0, phase ^= 1;
     };
 
-    // One math warpgroup (64-row tiles, one batch and one B scale block per K block): two K
-    // blocks at a time. Their batches go out back
-    // to back into two accumulator sets and are waited for together, so the warpgroup pays
-    // the wgmma latency once per two K blocks (nothing reads the accumulators in between,
-    // so the wgmmas stay asynchronous).
-    float acc2[kMathWarpgroups == 1 ? kAcc : 1];
+    // Tiles up to 128 columns (one batch and one B scale block per K block) go two K blocks
+    // at a time: their batches go out back to back into two accumulator sets (one turn of
+    // the ping-pong) and are waited for together, so a warpgroup pays the wgmma latency and
+    // the turn once per two K blocks (nothing reads the accumulators in between, so the
+    // wgmmas stay asynchronous). Wider tiles have no registers for a second set.
+    constexpr bool kPairs = kBlockN <= 128;
+    float acc2[kPairs ? kAcc : 1];
     auto k_block_pair = [&](auto first) {
       constexpr bool kFirst = decltype(first)::value;
       const int s0 = stage;
@@ -362,11 +363,14 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       // Both stages first: a barrier wait between the wgmmas would serialize them (C7520).
       ptx::mbarrier_wait(&full[s0], p0);
       ptx::mbarrier_wait(&full[s1], s1 > s0 ? p0 : p0 ^ 1);
+      if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
       ptx::wgmma_fence();
       const u32 offset0 = s0 * (Smem::kStage >> 4), offset1 = s1 * (Smem::kStage >> 4);
       issue_batch(offset0, offset0, acc);
       issue_batch(offset1, offset1, acc2);
       ptx::wgmma_commit_group();
+      if constexpr (kMathWarpgroups == 2)
+        ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
       const float sb0 = smem_sb[s0], sb1 = smem_sb[s1];
       const float scale00 = smem_sa[s0 * kBlockM + row_in_tile] * sb0;
       const float scale01 = smem_sa[s0 * kBlockM + row_in_tile + 8] * sb0;
@@ -383,7 +387,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     };
 
     while (next_tile()) {
-      if constexpr (kMathWarpgroups == 1) {
+      if constexpr (kPairs) {
         // An odd count starts with a single K block.
         int kb = kb_begin;
         if ((kb_end - kb_begin) % 2 == 1) {
