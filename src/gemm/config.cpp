@@ -133,10 +133,12 @@ namespace {
 // of a launch and of a split-K cluster reduction: fitted to kiln tune's timings of every
 // candidate on 18 dense shapes (M 16..8192) on an H200 (docs/PERFORMANCE.md). Larger tiles
 // cost more per K block but do more MMA work per byte read and per step of the math loop.
-// 128 x 256 was fitted later, to 10 shapes (M 256..4096), relative to 128 x 192.
+// 128 x 256 was fitted later, to 10 shapes (M 256..4096), relative to 128 x 192; 128 x 128
+// lowered from 0.44 once those tiles took K blocks in pairs (measured 0.40-0.41 at M = 256
+// and 4096).
 double k_block_us(int block_m, int block_n) {
   if (block_m == 128)
-    return block_n == 256 ? 0.729 : block_n == 192 ? 0.549 : block_n == 128 ? 0.44 : 0.333;
+    return block_n == 256 ? 0.729 : block_n == 192 ? 0.549 : block_n == 128 ? 0.41 : 0.333;
   return block_n == 128 ? 0.284 : 0.196;
 }
 // The epilogue of a tile: both math warpgroups convert and store it while the tensor cores
