@@ -281,6 +281,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         ptx::mbarrier_arrive(&empty[s]);
       }
     };
+    auto next_stage = [&]() {
+      if (++stage == kStages) stage = 0, phase ^= 1;
+    };
     auto store_pending_tile = [&]() {
       if constexpr (kDeferStore)
         if (store_pending) {
@@ -341,7 +344,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           promote<kBlockN, 8, kFirst>(total, acc, scale0, scale1, scale2, scale3);
         }
       }
-      if (++stage == kStages) stage = 0, phase ^= 1;
+      next_stage();
     };
 
     // Tiles up to 128 columns (one batch and one B scale block per K block) go two K blocks
@@ -355,14 +358,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       constexpr bool kFirst = decltype(first)::value;
       const int s0 = stage;
       const u32 p0 = phase;
-      if (++stage == kStages) stage = 0, phase ^= 1;
+      next_stage();
       const int s1 = stage;
-      if (++stage == kStages) stage = 0, phase ^= 1;
+      const u32 p1 = phase;
+      next_stage();
 #pragma unroll
       for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]), ptx::fence_register(acc2[i]);
       // Both stages first: a barrier wait between the wgmmas would serialize them (C7520).
       ptx::mbarrier_wait(&full[s0], p0);
-      ptx::mbarrier_wait(&full[s1], s1 > s0 ? p0 : p0 ^ 1);
+      ptx::mbarrier_wait(&full[s1], p1);
       if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
       ptx::wgmma_fence();
       const u32 offset0 = s0 * (Smem::kStage >> 4), offset1 = s1 * (Smem::kStage >> 4);
