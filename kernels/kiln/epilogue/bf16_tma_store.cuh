@@ -3,6 +3,7 @@
 // warpgroup synchronizes (named barrier 1 + warpgroup index).
 #pragma once
 #include "kiln/common.cuh"
+#include "kiln/ptx/stmatrix.cuh"
 #include "kiln/ptx/sync.cuh"
 #include "kiln/ptx/tma.cuh"
 
@@ -24,23 +25,24 @@ __device__ __forceinline__ void pack_tile_bf16(const float* acc, u32* packed) {
 
 // Writes this thread's packed fragment (rows of `warpgroup`) into smem_d: kBlockM rows x
 // kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes, 16-byte chunks swizzled by row
-// (the TMA 128-byte swizzle), so a warp's stores hit 32 different banks.
+// (the TMA 128-byte swizzle). A warp's 16 rows x 8 columns of column group j are two 8x8
+// matrices (packed[2j], packed[2j + 1]) in the stmatrix layout, so one stmatrix.x4 stores
+// groups j and j + 1; each matrix's 8 rows land in 8 different chunks (all 32 banks).
 template <int kBlockM, int kBlockN>
 __device__ __forceinline__ void write_tile_bf16(const u32* packed, u8* smem_d, int warpgroup) {
   constexpr int kSlabBytes = kBlockM * 128;
   const int tid = threadIdx.x % 128;
   const int warp = tid / 32, lane = tid % 32;
-  const int row = warpgroup * 64 + warp * 16 + lane / 4;
-  const int quad = lane % 4;
+  // This lane addresses row lane % 8 of matrix lane / 8: column group j + (lane / 8) / 2,
+  // rows + 8 for odd matrices.
+  const int r = warpgroup * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
+  const int dj = lane / 16;
+  const u32 base = smem_u32(smem_d) + r * 128;
 #pragma unroll
-  for (int j = 0; j < kBlockN / 8; ++j) {
-    u8* slab = smem_d + (j / 8) * kSlabBytes;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = row + half * 8;
-      const int chunk = (j % 8) ^ (r % 8);
-      *reinterpret_cast<u32*>(slab + r * 128 + chunk * 16 + quad * 4) = packed[2 * j + half];
-    }
+  for (int j = 0; j < kBlockN / 8; j += 2) {
+    const int jj = j + dj;
+    const u32 addr = base + (jj / 8) * kSlabBytes + (((jj % 8) ^ (r % 8)) * 16);
+    ptx::stmatrix_x4(addr, packed[2 * j], packed[2 * j + 1], packed[2 * j + 2], packed[2 * j + 3]);
   }
 }
 
