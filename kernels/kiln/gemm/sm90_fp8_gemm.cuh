@@ -371,6 +371,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       ptx::wgmma_fence();
       const u32 offset0 = s0 * (Smem::kStage >> 4), offset1 = s1 * (Smem::kStage >> 4);
       issue_batch(offset0, offset0, acc);
+      ptx::wgmma_commit_group();
       issue_batch(offset1, offset1, acc2);
       ptx::wgmma_commit_group();
       if constexpr (kMathWarpgroups == 2)
@@ -382,8 +383,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       const float scale11 = smem_sa[s1 * kBlockM + row_in_tile + 8] * sb1;
 #pragma unroll
       for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]), ptx::fence_register(acc2[i]);
-      ptx::wgmma_wait_group<0>();
+      // The first stage goes back as soon as its batch is done: with few K blocks per tile
+      // the ring holds little more than a tile, and holding it delays the next tile's loads.
+      ptx::wgmma_wait_group<1>();
       release(s0);
+      ptx::wgmma_wait_group<0>();
       release(s1);
       if constexpr (kFirst) store_pending_tile();
       promote<kBlockN, kBlockN / 8, kFirst>(total, acc, scale00, scale01, 0.f, 0.f);
