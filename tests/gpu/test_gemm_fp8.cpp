@@ -65,12 +65,14 @@ TEST_CASE("dense FP8 GEMM on small shapes (for compute-sanitizer)", "[gpu][small
   }
 }
 
-TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanitizer)", "[gpu][small]") {
+TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanitizer)",
+          "[gpu][small]") {
   KILN_REQUIRE_GPU();
   // 128 x 192 and 128 x 256 tiles (two wgmma batches per K block), which the heuristic picks
   // only for large problems: partial M and N tiles, more K blocks than stages. Also 128-row
   // split-K, whose partial tile overlays the stage ring that both math warpgroups read.
-  const kiln::gemm::Config configs[] = {{128, 192, 4, 8}, {128, 256, 3, 8}, {128, 128, 6, 8, 1, 4}};
+  const kiln::gemm::Config configs[] = {
+      {128, 192, 4, 8}, {128, 256, 3, 8}, {128, 128, 6, 8, 1, 4}};
   for (const auto& config : configs) {
     auto p = Fp8Problem::make(200, 520, 1024);
     const auto ref = kiln::test::reference(*p);

@@ -65,10 +65,10 @@ struct Fp8GemmSmem {
   static constexpr int kStage = kA + kB;
   // With split-K the FP32 partial tile overlays the stage ring (free once the CTA's one tile
   // is done) and extends past it only where the ring is smaller.
+  static constexpr int kRing = kStages * kStage;
   static constexpr int kPartial = kBlockM * SplitKBuffer<kBlockN>::kStride * 4;
-  static constexpr int kD = kSplitK == 1                      ? kBlockM * kBlockN * 2
-                            : kPartial > kStages * kStage ? kPartial - kStages * kStage
-                                                          : 0;
+  static constexpr int kD =
+      kSplitK == 1 ? kBlockM * kBlockN * 2 : (kPartial > kRing ? kPartial - kRing : 0);
   static constexpr int kScales =
       (kStages * kBlockM + (kStages * kScaleBlocksN<kBlockN> + 3) / 4 * 4) * 4;
   static constexpr int kBarriers = 2 * kStages * 8;
@@ -128,7 +128,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   u8* smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
   auto smem_a = [&](int s) { return smem + s * Smem::kStage; };
   auto smem_b = [&](int s) { return smem + s * Smem::kStage + Smem::kA; };
-  u8* smem_d = smem + kStages * Smem::kStage;
+  u8* smem_d = smem + Smem::kRing;
   float* smem_sa = reinterpret_cast<float*>(smem_d + Smem::kD);  // [kStages][kBlockM]
   float* smem_sb = smem_sa + kStages * kBlockM;                    // [kStages][kSbPerStage]
   u64* full = reinterpret_cast<u64*>(smem_d + Smem::kD + Smem::kScales);
