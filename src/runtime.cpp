@@ -27,6 +27,8 @@ const char* to_string(ErrorCode code) {
 }
 
 Runtime::Impl::Impl(RuntimeOptions options) : options_(options) {
+  if (const char* pdl = std::getenv("KILN_PDL"); pdl && std::string(pdl) == "1")
+    options_.programmatic_launch = true;
   if (options.disk_cache)
     store_.emplace(options.cache_dir.empty() ? cache::default_cache_dir()
                                              : std::filesystem::path(options.cache_dir));

@@ -35,17 +35,26 @@ struct LoadedKernel {
 };
 
 // cuLaunchKernelEx's configuration for `clusters` clusters of a loaded kernel (block size,
-// shared memory and cluster size from its spec). Not copyable: config points at cluster.
+// shared memory and cluster size from its spec), with programmatic stream serialization if
+// asked. Not copyable: config points at attrs. attrs[0] holds the cluster size, which a
+// launch passes only for clusters (the occupancy query always: numAttrs = 1).
 struct KernelLaunch {
-  CUlaunchAttribute cluster{};
+  CUlaunchAttribute attrs[2]{};
   CUlaunchConfig config{};
-  KernelLaunch(const LoadedKernel& kernel, int clusters, CUstream stream) {
+  KernelLaunch(const LoadedKernel& kernel, int clusters, CUstream stream,
+               bool programmatic = false) {
     const unsigned size = static_cast<unsigned>(kernel.spec.config.cluster_size());
-    cluster.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-    cluster.value.clusterDim.x = size;
-    cluster.value.clusterDim.y = cluster.value.clusterDim.z = 1;
-    config.attrs = &cluster;
+    attrs[0].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attrs[0].value.clusterDim.x = size;
+    attrs[0].value.clusterDim.y = attrs[0].value.clusterDim.z = 1;
+    config.attrs = attrs;
     config.numAttrs = size > 1 ? 1 : 0;
+    if (programmatic) {
+      // Without a cluster the PDL attribute takes slot 0 (not for the occupancy query).
+      CUlaunchAttribute& pdl = attrs[config.numAttrs++];
+      pdl.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+      pdl.value.programmaticStreamSerializationAllowed = 1;
+    }
     config.gridDimX = static_cast<unsigned>(clusters) * size;
     config.gridDimY = config.gridDimZ = 1;
     config.blockDimX = static_cast<unsigned>(kernel.threads);
@@ -106,6 +115,7 @@ class Runtime::Impl {
   RuntimeStats stats() const;
   void count_launch() { launches_.fetch_add(1, std::memory_order_relaxed); }
   const cache::Store* store() const { return store_ ? &*store_ : nullptr; }
+  bool programmatic_launch() const { return options_.programmatic_launch; }
 
  private:
   std::optional<cache::Store> store_;

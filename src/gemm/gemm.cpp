@@ -58,7 +58,7 @@ void launch(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::Problem& p,
     const int units = m_blocks * n_groups;
     clusters = c.split_k > 1 ? units : std::min(units, clusters);
   }
-  const KernelLaunch launch_config(kernel, clusters, stream);
+  const KernelLaunch launch_config(kernel, clusters, stream, rt.programmatic_launch());
   KILN_CU(driver::get().cuLaunchKernelEx(&launch_config.config,
                                          reinterpret_cast<CUfunction>(kernel.kernel), params,
                                          nullptr));

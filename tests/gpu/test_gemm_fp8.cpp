@@ -110,6 +110,35 @@ TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu
   }
 }
 
+TEST_CASE("back-to-back GEMMs on one stream keep stream order (programmatic launch)", "[gpu]") {
+  KILN_REQUIRE_GPU();
+  // With programmatic launch a GEMM may start while the one before it runs, and must still
+  // write D after it. Both write the same D, a long GEMM first and a short one right behind
+  // it: D must hold the short one's result.
+  kiln::RuntimeOptions options;
+  options.programmatic_launch = true;
+  kiln::Runtime runtime(options);
+  const auto& cu = kiln::driver::get();
+  CUstream stream = nullptr;
+  KILN_CU(cu.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  auto slow = Fp8Problem::make(512, 4096, 16384);
+  auto fast = Fp8Problem::make(512, 4096, 256);
+  const auto ref = kiln::test::reference(*fast);
+  kiln::GemmFp8Args second = fast->args();
+  second.d = slow->args().d;  // same shape and ldd
+  for (int round = 0; round < 5; ++round) {
+    slow->poison_d();
+    kiln::gemm_fp8(runtime, slow->args(), stream);
+    kiln::gemm_fp8(runtime, second, stream);
+    KILN_CU(cu.cuStreamSynchronize(stream));
+    const auto c = kiln::test::compare(*fast, slow->download_d(), ref);
+    INFO("round " << round << " rel_l2=" << c.rel_l2 << " unwritten=" << c.unwritten);
+    CHECK(c.unwritten == 0);
+    CHECK(c.rel_l2 < kTolerance);
+  }
+  KILN_CU(cu.cuStreamDestroy(stream));
+}
+
 TEST_CASE("every candidate configuration is correct", "[gpu][configs]") {
   KILN_REQUIRE_GPU();
   // What kiln tune may pick must be as right as what the heuristic picks.

@@ -313,6 +313,7 @@ TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
       // A shape set brings its own shapes: --m/--n/--k would be ignored.
       {{"bench", "--model", "deepseek-v3", "--m", "64"}, "excludes"},
       {{"bench", "--l2", "warm"}, "--l2"},
+      {{"bench", "--chain", "--l2", "flush"}, "--chain"},  // a flush would sit between runs
   };
   for (const Case& c : cases) {
     std::string joined;

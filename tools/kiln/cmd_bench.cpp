@@ -30,7 +30,7 @@ struct BenchOptions {
   ShapeSource shapes;
   int iters = 30;
   std::string l2 = "rotate";
-  bool json = false, csv = false, no_reference = false;
+  bool json = false, csv = false, no_reference = false, chain = false;
 };
 
 // The 18 dense shapes of the benchmark: M in {64, 128, 4096} x DeepSeek-V3's (N, K).
@@ -58,6 +58,10 @@ int run_bench(const BenchOptions& o) {
   Runtime::Impl& rt = Runtime::instance().impl();
   const DeviceInfo& device = rt.current_device();
   const double copy_gbps = bench::copy_bandwidth_gbps(timer, stream);
+  // Events around each run (docs/PERFORMANCE.md), or around 16 runs back to back (--chain).
+  auto time_us = [&](auto&& fn) {
+    return o.chain ? timer.chain_us(o.iters, fn) : timer.median_us(o.iters, fn);
+  };
   constexpr double kPeakTflops = 1979.0;  // dense FP8 peak of H100/H200 SXM
 
   std::mt19937_64 rng(12345);
@@ -110,9 +114,10 @@ int run_bench(const BenchOptions& o) {
     fmt::print("gpu,m,n,k,config,source,kiln_us,kiln_tflops,kiln_gbps,floor_us,blk_us,ratio,"
                "tensor_us,bf16_us,rel_diff\n");
   else if (!o.json)
-    fmt::print("{}, copy bandwidth {:.0f} GB/s, {} SMs\n{:>5} {:>6} {:>6} {:>12} | {:>8} {:>6} "
+    fmt::print("{}, copy bandwidth {:.0f} GB/s, {} SMs{}\n{:>5} {:>6} {:>6} {:>12} | {:>8} {:>6} "
                "{:>6} {:>6} | {:>8} {:>6} | {:>8} {:>8} | {:>7}\n",
-               device.name, copy_gbps, device.num_sms, "M", "N", "K", "config", "kiln us",
+               device.name, copy_gbps, device.num_sms,
+               o.chain ? ", runs back to back (--chain)" : "", "M", "N", "K", "config", "kiln us",
                "TFLOPS", "GB/s", "floor%", "cuBLASLt", "ratio", "tensor", "bf16", "diff");
 
   std::vector<ShapeSpec> grouped;
@@ -129,7 +134,7 @@ int run_bench(const BenchOptions& o) {
     const ConfigChoice choice = rt.choose_config(gemm::Kind::kDense, s.m, s.n, s.k, device);
     const std::string config = gemm::config_name(choice.config) + (choice.tuned ? "*" : "");
     const double kiln_us =
-        timer.median_us(o.iters, [&](int run) { gemm_fp8(buf.args(run), stream); });
+        time_us([&](int run) { gemm_fp8(buf.args(run), stream); });
 
     const int kb = (s.k + 127) / 128, nb = (s.n + 127) / 128;
     const double flops = 2.0 * s.m * s.n * s.k;
@@ -142,7 +147,7 @@ int run_bench(const BenchOptions& o) {
       bench::CublasLtGemm blk(bench::RefKind::kFp8BlockScaled, s.m, s.n, s.k,
                               workspace.get_as(), workspace.bytes());
       if (blk.supported()) {
-        blk_us = timer.median_us(o.iters, [&](int run) {
+        blk_us = time_us([&](int run) {
           const GemmFp8Args x = buf.args(run);
           blk.run(x.a, x.b, x.sa, x.sb, d_ref.get_as(), stream);
         });
@@ -153,7 +158,7 @@ int run_bench(const BenchOptions& o) {
       bench::CublasLtGemm tensor(bench::RefKind::kFp8TensorScaled, s.m, s.n, s.k,
                                  workspace.get_as(), workspace.bytes());
       if (tensor.supported())
-        tensor_us = timer.median_us(o.iters, [&](int run) {
+        tensor_us = time_us([&](int run) {
           const GemmFp8Args x = buf.args(run);
           tensor.run(x.a, x.b, x.sa, x.sb, d_ref.get_as(), stream);
         });
@@ -164,7 +169,7 @@ int run_bench(const BenchOptions& o) {
       bench::CublasLtGemm bf16(bench::RefKind::kBf16, s.m, s.n, s.k, workspace.get_as(),
                                workspace.bytes());
       if (bf16.supported())
-        bf16_us = timer.median_us(o.iters, [&](int run) {
+        bf16_us = time_us([&](int run) {
           const bench::InputSet& x = sets16[size_t(run) % sets16.size()];
           bf16.run(x.a.get_as(), x.b.get_as(), nullptr, nullptr, d_ref.get_as(), stream);
         });
@@ -207,10 +212,10 @@ int run_bench(const BenchOptions& o) {
     const ConfigChoice choice = rt.choose_config(kind, chosen_for, s.n, s.k, device);
     const std::string config = gemm::config_name(choice.config) + (choice.tuned ? "*" : "");
     const double us =
-        timer.median_us(o.iters, [&](int run) { gemm_fp8_grouped(buf.args(run), stream); });
+        time_us([&](int run) { gemm_fp8_grouped(buf.args(run), stream); });
     bench::Fp8Buffers dense(config_m(s), s.n, s.k, timer, rng);
     const double dense_us =
-        timer.median_us(o.iters, [&](int run) { gemm_fp8(dense.args(run), stream); });
+        time_us([&](int run) { gemm_fp8(dense.args(run), stream); });
     // Masked: also the contiguous layout with the same groups and rows (the target compares
     // the two).
     double contiguous_us = NAN;
@@ -278,8 +283,13 @@ void add_bench(CLI::App& app, std::function<int()>* run) {
                   "How each timed run starts with a cold L2: rotate (own input copy per run, "
                   "default) or flush (256 MiB memset before each run)")
       ->check(CLI::IsMember({"rotate", "flush"}));
+  cmd->add_flag("--chain", o->chain,
+                "Time runs back to back, 16 between two events (as a serving loop runs them; "
+                "with KILN_PDL=1 kiln's launches then overlap), instead of one run each");
   cmd->callback([run, o] {
     if ((o->n > 0) != (o->k > 0)) throw CLI::ValidationError("--n/--k", "give both or neither");
+    if (o->chain && o->l2 == "flush")
+      throw CLI::ValidationError("--chain", "needs --l2 rotate (a flush would sit between runs)");
     *run = [o] { return run_bench(*o); };
   });
 }

@@ -152,6 +152,19 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   if constexpr (kMulticastN > 1) ptx::cluster_sync();  // partners see initialized barriers
   else __syncthreads();
 
+  // With split-K each CTA of the cluster takes one K range of the same tile.
+  // Balanced ranges, none empty (kSplitK <= kKBlocks).
+  const int kb_begin = kSplitK > 1 ? int(rank) * kKBlocks / kSplitK : 0;
+  const int kb_end = kSplitK > 1 ? (int(rank) + 1) * kKBlocks / kSplitK : kKBlocks;
+
+  // Programmatic dependent launch: the above may overlap the previous kernel in the stream;
+  // nothing touches global memory before griddep_wait. (Prefetching the first tile's B into
+  // L2 here made every launch 0.8-1.5 us slower, with or without PDL.) The next kernel may
+  // start launching once every CTA of this grid is past this point, so it never takes an
+  // SM this grid still needs.
+  ptx::griddep_wait();
+  ptx::griddep_launch_dependents();
+
   TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN> scheduler(
       m, group_info, num_groups, group_rows, group_prefix);
   Tile tile{};
@@ -174,10 +187,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     return sb + t.group * sb_group_stride +
            min(min(t.n_block * kBlockN, kN - 1) / 128 + i, (kN - 1) / 128) * sb_stride;
   };
-  // With split-K each CTA of the cluster takes one K range of the same tile.
-  // Balanced ranges, none empty (kSplitK <= kKBlocks).
-  const int kb_begin = kSplitK > 1 ? int(rank) * kKBlocks / kSplitK : 0;
-  const int kb_end = kSplitK > 1 ? (int(rank) + 1) * kKBlocks / kSplitK : kKBlocks;
 
   if (warpgroup == kMathWarpgroups) {
     // ---- producer ----

@@ -57,6 +57,29 @@ class Timer {
     return median(times);
   }
 
+  // Microseconds per run of fn(run) run back to back, as a serving loop or a CUDA graph runs
+  // kernels: kRunsPerGate runs between one pair of events (median over the rounds that make
+  // up iters runs, at least 3). Rotate mode only: each run still reads its own input copy.
+  template <typename F>
+  double chain_us(int iters, F&& fn) {
+    for (int i = 0; i < 3; ++i) fn(i);
+    std::vector<double> times;
+    for (int first = 0; first < std::max(iters, 3 * kRunsPerGate); first += kRunsPerGate) {
+      close_gate();
+      try {
+        record(start_[0]);
+        for (int i = 0; i < kRunsPerGate; ++i) fn(first + i);
+        record(stop_[0]);
+      } catch (...) {
+        open_gate();
+        throw;
+      }
+      open_gate();
+      times.push_back(elapsed_us(start_[0], stop_[0]) / kRunsPerGate);
+    }
+    return median(times);
+  }
+
  private:
   // Few enough that the queued work never fills the driver's command queue, which would
   // block the host behind the closed gate.
