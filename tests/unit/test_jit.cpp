@@ -257,6 +257,38 @@ TEST_CASE("NVRTC failure is kCompileFailed with the log", "[unit][jit][nvrtc]") 
   }
 }
 
+TEST_CASE("launch attributes: cluster size and programmatic launch", "[unit][jit]") {
+  kiln::LoadedKernel kernel;
+  kernel.threads = 384, kernel.smem_bytes = 200000;
+  kernel.spec.config = {64, 64, 8, 8, 1, 3};  // split-K over clusters of 3
+  {
+    const kiln::KernelLaunch plain(kernel, 33, nullptr);
+    REQUIRE(plain.config.numAttrs == 1);
+    CHECK(plain.config.attrs[0].id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
+    CHECK(plain.config.attrs[0].value.clusterDim.x == 3);
+    CHECK(plain.config.gridDimX == 99);
+    CHECK(plain.config.blockDimX == 384);
+    CHECK(plain.config.sharedMemBytes == 200000);
+  }
+  {
+    const kiln::KernelLaunch pdl(kernel, 33, nullptr, true);
+    REQUIRE(pdl.config.numAttrs == 2);
+    CHECK(pdl.config.attrs[0].id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
+    CHECK(pdl.config.attrs[1].id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+    CHECK(pdl.config.attrs[1].value.programmaticStreamSerializationAllowed == 1);
+  }
+  kernel.spec.config = {128, 192, 4, 8};  // no cluster
+  {
+    const kiln::KernelLaunch plain(kernel, 132, nullptr);
+    CHECK(plain.config.numAttrs == 0);
+    CHECK(plain.config.gridDimX == 132);
+    const kiln::KernelLaunch pdl(kernel, 132, nullptr, true);
+    REQUIRE(pdl.config.numAttrs == 1);
+    CHECK(pdl.config.attrs[0].id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+  }
+  CHECK_FALSE(kiln::RuntimeOptions{}.programmatic_launch);  // opt-in (docs/PERFORMANCE.md)
+}
+
 TEST_CASE("Runtime::Impl::compile stores, then reuses, a kernel", "[unit][jit][nvrtc]") {
   TempDir dir;
   const gemm::KernelSpec spec = small_spec();
