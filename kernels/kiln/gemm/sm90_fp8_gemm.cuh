@@ -265,20 +265,28 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // so the tensor cores run one batch after the other instead of interleaving both: the
     // first warpgroup then promotes while the second one's batch still runs.
     constexpr u32 kTurnBarrier = 3;
+    // Split-K: both math warpgroups are done reading the ring (named barrier 5; 1 and 2 are
+    // the epilogue's, one per warpgroup).
+    constexpr u32 kRingFreeBarrier = 5;
     // Stage 0's descriptors; stage s and K step k add s * kStage / 16 + 2 * k.
     const u32 desc_a0 = ptx::smem_desc_sw128_lo(smem_a(0) + warpgroup * 64 * 128);
     const u32 desc_b0 = ptx::smem_desc_sw128_lo(smem_b(0));
     if constexpr (kMathWarpgroups == 2)
       if (warpgroup == 1) ptx::named_barrier_arrive(kTurnBarrier, 256);
 
-    // Four k32 wgmmas over one stage (offset in descriptor units) into one accumulator set.
-    auto issue_batch = [&](u32 stage_offset, u32 b_offset, float* out) {
+    // Four k32 wgmmas over stage s into one accumulator set; batch b reads B rows
+    // [b * kMmaN, (b + 1) * kMmaN) of the stage.
+    auto issue_batch = [&](int s, int batch, float* out) {
+      const u32 a_offset = s * (Smem::kStage >> 4);  // descriptor units
+      const u32 b_offset = a_offset + batch * (kMmaN<kBlockN> * 128 >> 4);
 #pragma unroll
       for (int k = 0; k < 4; ++k)  // 32 bytes of K per wgmma: +2 in 16-byte descriptor units
-        ptx::WgmmaFp8<kMmaN<kBlockN>>::mma(ptx::smem_desc_sw128(desc_a0 + stage_offset + 2 * k),
+        ptx::WgmmaFp8<kMmaN<kBlockN>>::mma(ptx::smem_desc_sw128(desc_a0 + a_offset + 2 * k),
                                            ptx::smem_desc_sw128(desc_b0 + b_offset + 2 * k), out,
                                            k > 0);
     };
+    // SA of this thread's row r (half 0) or r + 8 (half 1) for stage s.
+    auto row_sa = [&](int s, int half) { return smem_sa[s * kBlockM + row_in_tile + half * 8]; };
     auto release = [&](int s) {
       if constexpr (kMulticastN == 2) {
         __syncwarp();
@@ -306,7 +314,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     auto k_block = [&](auto first) {
       constexpr bool kFirst = decltype(first)::value;
       ptx::mbarrier_wait(&full[stage], phase);
-      const u32 stage_offset = stage * (Smem::kStage >> 4);  // descriptor units
       // SA * SB for rows r / r + 8 (scale0 / scale1) in the tile's first B scale block and
       // in its second (scale2 / scale3).
       float scale0, scale1, scale2, scale3;
@@ -317,15 +324,13 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         if constexpr (kMathWarpgroups == 2)
           ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
         ptx::wgmma_fence();
-        // Batch b reads B rows [b * kMmaN, (b + 1) * kMmaN): + b * kMmaN * 128 bytes.
-        issue_batch(stage_offset, stage_offset + batch * (kMmaN<kBlockN> * 128 >> 4), acc);
+        issue_batch(stage, batch, acc);
         ptx::wgmma_commit_group();
         if constexpr (kMathWarpgroups == 2)
           ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
         if (batch == 0) {
           // The stage's scales, read while the tensor cores work (before it is released).
-          const float sa0 = smem_sa[stage * kBlockM + row_in_tile];
-          const float sa1 = smem_sa[stage * kBlockM + row_in_tile + 8];
+          const float sa0 = row_sa(stage, 0), sa1 = row_sa(stage, 1);
           const float sb0 = smem_sb[stage * kSbPerStage];
           const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
           scale0 = sa0 * sb0, scale1 = sa1 * sb0, scale2 = sa0 * sb1, scale3 = sa1 * sb1;
@@ -378,18 +383,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       ptx::mbarrier_wait(&full[s1], p1);
       if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kTurnBarrier + warpgroup, 256);
       ptx::wgmma_fence();
-      const u32 offset0 = s0 * (Smem::kStage >> 4), offset1 = s1 * (Smem::kStage >> 4);
-      issue_batch(offset0, offset0, acc);
+      issue_batch(s0, 0, acc);
       ptx::wgmma_commit_group();
-      issue_batch(offset1, offset1, acc2);
+      issue_batch(s1, 0, acc2);
       ptx::wgmma_commit_group();
       if constexpr (kMathWarpgroups == 2)
         ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
       const float sb0 = smem_sb[s0], sb1 = smem_sb[s1];
-      const float scale00 = smem_sa[s0 * kBlockM + row_in_tile] * sb0;
-      const float scale01 = smem_sa[s0 * kBlockM + row_in_tile + 8] * sb0;
-      const float scale10 = smem_sa[s1 * kBlockM + row_in_tile] * sb1;
-      const float scale11 = smem_sa[s1 * kBlockM + row_in_tile + 8] * sb1;
+      const float scale00 = row_sa(s0, 0) * sb0, scale01 = row_sa(s0, 1) * sb0;
+      const float scale10 = row_sa(s1, 0) * sb1, scale11 = row_sa(s1, 1) * sb1;
 #pragma unroll
       for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]), ptx::fence_register(acc2[i]);
       // The first stage goes back as soon as its batch is done: with few K blocks per tile
@@ -425,7 +427,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       if constexpr (kSplitK > 1) {
         // The partial overlays the ring: every math warpgroup's last wgmma must have read
         // its stage first (the ring is otherwise idle: this CTA's loads are all consumed).
-        if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kTurnBarrier + 2, 256);
+        if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kRingFreeBarrier, 256);
         ptx::fence_proxy_async_shared();
         store_partial<kBlockN>(total, reinterpret_cast<float*>(smem), warpgroup);
       } else if constexpr (kDeferStore) {
@@ -457,10 +459,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         }
       }
     }
-    if constexpr (kDeferStore)
-      if (store_pending)
-        store_packed_tile<kBlockM, kBlockN>(packed, smem_d, &tmap_d, warpgroup, pending_m0,
-                                            pending_n0);
+    store_pending_tile();  // the last tile's
     // The second warpgroup's last turn signal (it arrives once more than the first waits).
     if constexpr (kMathWarpgroups == 2)
       if (warpgroup == 0) ptx::named_barrier_sync(kTurnBarrier, 256);
