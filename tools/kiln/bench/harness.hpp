@@ -39,19 +39,14 @@ class Timer {
     std::vector<double> times;
     for (int first = 0; first < iters; first += kRunsPerGate) {
       const int runs = std::min(kRunsPerGate, iters - first);
-      close_gate();
-      try {
+      behind_gate([&] {
         for (int i = 0; i < runs; ++i) {
           if (mode_ == L2Mode::kFlush) flush(first + i);
           record(start_[i]);
           fn(first + i);
           record(stop_[i]);
         }
-      } catch (...) {
-        open_gate();  // never leave the stream waiting
-        throw;
-      }
-      open_gate();
+      });
       for (int i = 0; i < runs; ++i) times.push_back(elapsed_us(start_[i], stop_[i]));
     }
     return median(times);
@@ -65,22 +60,30 @@ class Timer {
     for (int i = 0; i < 3; ++i) fn(i);
     std::vector<double> times;
     for (int first = 0; first < std::max(iters, 3 * kRunsPerGate); first += kRunsPerGate) {
-      close_gate();
-      try {
+      behind_gate([&] {
         record(start_[0]);
         for (int i = 0; i < kRunsPerGate; ++i) fn(first + i);
         record(stop_[0]);
-      } catch (...) {
-        open_gate();
-        throw;
-      }
-      open_gate();
+      });
       times.push_back(elapsed_us(start_[0], stop_[0]) / kRunsPerGate);
     }
     return median(times);
   }
 
  private:
+  // Queues enqueue()'s work behind the closed gate, then releases it all at once (also when
+  // enqueue throws: the stream is never left waiting).
+  template <typename F>
+  void behind_gate(F&& enqueue) {
+    close_gate();
+    try {
+      enqueue();
+    } catch (...) {
+      open_gate();
+      throw;
+    }
+    open_gate();
+  }
   // Few enough that the queued work never fills the driver's command queue, which would
   // block the host behind the closed gate.
   static constexpr int kRunsPerGate = 16;
