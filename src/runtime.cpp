@@ -27,8 +27,13 @@ const char* to_string(ErrorCode code) {
 }
 
 Runtime::Impl::Impl(RuntimeOptions options) : options_(options) {
-  if (const char* pdl = std::getenv("KILN_PDL"); pdl && std::string(pdl) == "1")
-    options_.programmatic_launch = true;
+  if (const char* pdl = std::getenv("KILN_PDL")) {
+    const std::string value = pdl;
+    if (value == "0" || value == "1")
+      options_.programmatic_launch = value == "1";
+    else
+      log().warn("KILN_PDL={} is ignored: set it to 0 (off) or 1 (on)", value);
+  }
   if (options.disk_cache)
     store_.emplace(options.cache_dir.empty() ? cache::default_cache_dir()
                                              : std::filesystem::path(options.cache_dir));

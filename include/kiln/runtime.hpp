@@ -15,9 +15,10 @@ struct RuntimeOptions {
   // Programmatic dependent launch (PDL): a GEMM's launch and prologue may overlap the
   // previous kernel in the stream; it waits for that kernel's results before touching
   // memory, so stream order is kept. Where kernels run back to back (CUDA graphs, serving
-  // loops) small GEMMs gained 1.1-1.6 us each on an H200 (docs/PERFORMANCE.md). KILN_PDL=1
-  // turns it on for every runtime.
-  bool programmatic_launch = false;
+  // loops) small GEMMs gained 1.1-1.6 us each on an H200; timed one at a time nothing
+  // changed (docs/PERFORMANCE.md). On by default; KILN_PDL=0 (or 1) overrides this for
+  // every runtime.
+  bool programmatic_launch = true;
 };
 
 struct RuntimeStats {

@@ -286,7 +286,7 @@ TEST_CASE("launch attributes: cluster size and programmatic launch", "[unit][jit
     REQUIRE(pdl.config.numAttrs == 1);
     CHECK(pdl.config.attrs[0].id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
   }
-  CHECK_FALSE(kiln::RuntimeOptions{}.programmatic_launch);  // opt-in (docs/PERFORMANCE.md)
+  CHECK(kiln::RuntimeOptions{}.programmatic_launch);  // on by default (docs/PERFORMANCE.md)
 }
 
 TEST_CASE("Runtime::Impl::compile stores, then reuses, a kernel", "[unit][jit][nvrtc]") {

@@ -285,7 +285,7 @@ void add_bench(CLI::App& app, std::function<int()>* run) {
       ->check(CLI::IsMember({"rotate", "flush"}));
   cmd->add_flag("--chain", o->chain,
                 "Time runs back to back, 16 between two events (as a serving loop runs them; "
-                "with KILN_PDL=1 kiln's launches then overlap), instead of one run each");
+                "kiln's launches then overlap, unless KILN_PDL=0), instead of one run each");
   cmd->callback([run, o] {
     if ((o->n > 0) != (o->k > 0)) throw CLI::ValidationError("--n/--k", "give both or neither");
     if (o->chain && o->l2 == "flush")
