@@ -289,6 +289,31 @@ TEST_CASE("launch attributes: cluster size and programmatic launch", "[unit][jit
   CHECK(kiln::RuntimeOptions{}.programmatic_launch);  // on by default (docs/PERFORMANCE.md)
 }
 
+TEST_CASE("KILN_PDL overrides RuntimeOptions::programmatic_launch", "[unit][jit]") {
+  RuntimeOptions off;
+  off.disk_cache = false, off.programmatic_launch = false;
+  RuntimeOptions on;
+  on.disk_cache = false;
+  {
+    ScopedEnv env("KILN_PDL", std::nullopt);
+    CHECK(Runtime(on).impl().programmatic_launch());
+    CHECK_FALSE(Runtime(off).impl().programmatic_launch());
+  }
+  {
+    ScopedEnv env("KILN_PDL", "0");
+    CHECK_FALSE(Runtime(on).impl().programmatic_launch());
+  }
+  {
+    ScopedEnv env("KILN_PDL", "1");
+    CHECK(Runtime(off).impl().programmatic_launch());
+  }
+  {
+    ScopedEnv env("KILN_PDL", "yes");  // ignored with a warning
+    CHECK(Runtime(on).impl().programmatic_launch());
+    CHECK_FALSE(Runtime(off).impl().programmatic_launch());
+  }
+}
+
 TEST_CASE("Runtime::Impl::compile stores, then reuses, a kernel", "[unit][jit][nvrtc]") {
   TempDir dir;
   const gemm::KernelSpec spec = small_spec();
