@@ -117,7 +117,10 @@ int run_bench(const BenchOptions& o) {
     fmt::print("{}, copy bandwidth {:.0f} GB/s, {} SMs{}\n{:>5} {:>6} {:>6} {:>12} | {:>8} {:>6} "
                "{:>6} {:>6} | {:>8} {:>6} | {:>8} {:>8} | {:>7}\n",
                device.name, copy_gbps, device.num_sms,
-               o.chain ? ", runs back to back (--chain)" : "", "M", "N", "K", "config", "kiln us",
+               fmt::format("{}, programmatic launch {}",
+                           o.chain ? ", runs back to back (--chain)" : "",
+                           rt.programmatic_launch() ? "on" : "off"),
+               "M", "N", "K", "config", "kiln us",
                "TFLOPS", "GB/s", "floor%", "cuBLASLt", "ratio", "tensor", "bf16", "diff");
 
   std::vector<ShapeSpec> grouped;
@@ -245,7 +248,9 @@ int run_bench(const BenchOptions& o) {
   if (o.json) {
     fmt::print("{}\n",
                nlohmann::json{{"gpu", device.name}, {"sms", device.num_sms},
-                              {"copy_gbps", copy_gbps}, {"shapes", rows},
+                              {"copy_gbps", copy_gbps}, {"chain", o.chain},
+                              {"programmatic_launch", rt.programmatic_launch()},
+                              {"shapes", rows},
                               {"grouped", grouped_rows},
                               {"first_call_ms", first_call_ms},
                               {"first_call_source", first_call_source},
