@@ -135,11 +135,14 @@ namespace {
 // cost more per K block but do more MMA work per byte read and per step of the math loop.
 // 128 x 256 was fitted later, to 10 shapes (M 256..4096), relative to 128 x 192; 128 x 128
 // lowered from 0.44 once those tiles took K blocks in pairs (measured 0.40-0.41 at M = 256
-// and 4096).
+// and 4096). The 64-row and 128 x 64 constants and the 3-way split were refitted after the
+// pairs (which sped up 64-row tiles most) to every candidate's time on 73 shapes (M 64..4096):
+// the stale ones picked 128 x 128 split two ways at 192 x 4096 x 7168, 25.7 us against 18.6
+// for 64 x 128 tiles.
 double k_block_us(int block_m, int block_n) {
   if (block_m == 128)
-    return block_n == 256 ? 0.729 : block_n == 192 ? 0.549 : block_n == 128 ? 0.41 : 0.333;
-  return block_n == 128 ? 0.284 : 0.196;
+    return block_n == 256 ? 0.729 : block_n == 192 ? 0.549 : block_n == 128 ? 0.41 : 0.30;
+  return block_n == 128 ? 0.26 : 0.185;
 }
 // The epilogue of a tile: both math warpgroups convert and store it while the tensor cores
 // idle, about 17 ns per KiB of BF16 output (fitted with k_block_us on the 10 shapes above:
@@ -148,7 +151,7 @@ double k_block_us(int block_m, int block_n) {
 double tile_us(int block_m, int block_n) { return 0.017 * block_m * block_n * 2 / 1024; }
 constexpr double kLaunchUs = 6.05;  // 6.19 before tile_us, less one 64 x 64 epilogue
 double split_k_us(int split_k) {
-  return split_k == 1 ? 0.0 : split_k == 2 ? 3.05 : split_k == 3 ? 4.2 : 5.42;
+  return split_k == 1 ? 0.0 : split_k == 2 ? 3.05 : split_k == 3 ? 3.6 : 5.42;
 }
 // Memory bandwidth the estimate assumes (GB/s): the H200's ~4.3 TB/s copy rate, less what a
 // GEMM's access pattern loses. Only memory-bound shapes (small M) feel it.

@@ -153,7 +153,7 @@ TEST_CASE("the heuristic picks what kiln tune found fastest on an H200", "[unit]
       {64, 7168, 16384, {64, 64, 8, 8}},
       {64, 24576, 1536, {64, 64, 8, 8}},           // 2.9 waves of 384 tiles, not 1.45 of 192
       {128, 2112, 7168, {64, 64, 8, 8, 1, 2}},     // 132 CTAs instead of 66
-      {128, 7168, 16384, {128, 128, 6, 8, 1, 2}},  // split-K beats 64-column tiles
+      {128, 7168, 16384, {64, 128, 8, 8}},         // 37.8 us; 128 x 128 split two ways 38.6
       {128, 24576, 1536, {128, 192, 4, 8}},        // one wave of 128 tiles
       {128, 32768, 512, {128, 128, 5, 8}},         // two waves: the first one's output
                                                    // overlaps loads (128 x 256: 12.3 vs 11.1 us)
@@ -163,6 +163,8 @@ TEST_CASE("the heuristic picks what kiln tune found fastest on an H200", "[unit]
       {4096, 7168, 2048, {128, 256, 3, 8}},
       {1024, 2112, 7168, {128, 192, 4, 8}},
       {256, 7168, 16384, {128, 128, 5, 8}},        // 56 tiles of 128 x 256 leave 76 SMs idle
+      {192, 4096, 7168, {64, 128, 8, 8}},          // 18.6 us; 128 x 128 split two ways 25.7
+      {1984, 2112, 7168, {64, 128, 8, 8}},         // 4 waves: 59.0 us; 128 x 192 67.4
   };
   for (const Case& c : cases) {
     INFO("m=" << c.m << " n=" << c.n << " k=" << c.k);
