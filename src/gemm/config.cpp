@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "jit/codegen.hpp"
@@ -284,6 +285,22 @@ std::string config_name(const Config& c) {
   return fmt::format("{}x{}x{}{}{}", c.block_m, c.block_n, c.stages,
                      c.multicast_n > 1 ? fmt::format("m{}", c.multicast_n) : "",
                      c.split_k > 1 ? fmt::format("k{}", c.split_k) : "");
+}
+
+bool parse_config_name(const std::string& name, Config* config) {
+  Config c;
+  char tail[8] = {};
+  int used = 0;
+  if (std::sscanf(name.c_str(), "%dx%dx%d%n", &c.block_m, &c.block_n, &c.stages, &used) != 3)
+    return false;
+  std::string rest = name.substr(static_cast<size_t>(used));
+  if (rest.rfind("m2", 0) == 0) c.multicast_n = 2, rest = rest.substr(2);
+  if (!rest.empty()) {
+    if (std::sscanf(rest.c_str(), "k%d%7s", &c.split_k, tail) != 1) return false;
+  }
+  if (config_name(c) != name) return false;  // leading zeros, signs, spaces...
+  *config = c;
+  return true;
 }
 
 std::string config_json(const KernelSpec& s) {

@@ -86,6 +86,8 @@ std::string describe(const KernelSpec& spec);
 // Short name of a configuration for tables: block_m x block_n x stages, then "m2" for
 // multicast pairs and "kN" for split-K over N CTAs ("128x64x7k2").
 std::string config_name(const Config& config);
+// The inverse of config_name (group_m 8); false if `name` is not one.
+bool parse_config_name(const std::string& name, Config* config);
 std::string config_json(const KernelSpec& spec);
 std::string kernel_source(const KernelSpec& spec);
 std::string name_expression(const KernelSpec& spec);

@@ -327,3 +327,17 @@ TEST_CASE("kernel source instantiates the wgmma width of the tile", "[unit][conf
   CHECK(kernel_source(spec_of(2112, 7168, {64, 64, 8, 8})) !=
         kernel_source(spec_of(2112, 7168, {64, 64, 7, 8})));
 }
+
+TEST_CASE("config names parse back", "[unit][config]") {
+  for (const auto& nk : kDeepSeekNK)
+    for (const Config& c : candidate_configs(nk[0], nk[1])) {
+      Config parsed;
+      INFO(config_name(c));
+      REQUIRE(parse_config_name(config_name(c), &parsed));
+      CHECK(parsed == c);
+    }
+  Config c;
+  for (const char* bad : {"", "128x128", "128x128x5k", "128x128x5x", "128x128x5k2m2", " 64x64x8",
+                          "64x64x08", "64x64x8k2 ", "64x64x8m3"})
+    CHECK_FALSE(parse_config_name(bad, &c));
+}

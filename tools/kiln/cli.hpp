@@ -19,6 +19,7 @@ void add_warm(CLI::App& app, std::function<int()>* run);
 void add_bench(CLI::App& app, std::function<int()>* run);
 void add_cache(CLI::App& app, std::function<int()>* run);
 void add_tune(CLI::App& app, std::function<int()>* run);
+void add_score(CLI::App& app, std::function<int()>* run);
 
 // "sm_90a" -> 90; throws kiln::Error(kInvalidArgument) for anything else.
 int parse_arch(const std::string& arch);

@@ -98,6 +98,7 @@ int run_tune(const TuneOptions& o) {
     double heuristic_us = NAN, best_us = INFINITY;
     gemm::Config best = heuristic;
     int timed = 0;
+    nlohmann::json candidate_times = nlohmann::json::array();  // for kiln score
     for (const gemm::Config& c : candidates) {
       gemm::KernelSpec spec;
       spec.kind = kind, spec.n = s.n, spec.k = s.k, spec.config = c;
@@ -111,6 +112,7 @@ int run_tune(const TuneOptions& o) {
             gemm::launch_problem(runtime, problems[size_t(run) % problems.size()], &c, stream);
           });
       ++timed;
+      candidate_times.push_back({{"config", gemm::config_name(c)}, {"us", us}});
       if (o.verbose && !o.json)
         fmt::print("      {:>5} {:>6} {:>6}   {:<14} {:>9.1f} us\n", s.m, s.n, s.k,
                    gemm::config_name(c), us);
@@ -128,9 +130,11 @@ int run_tune(const TuneOptions& o) {
     ++tuned;
     const std::string heuristic_name = gemm::config_name(heuristic);
     const std::string best_name = gemm::config_name(best);
-    results.push_back({{"m", s.m}, {"n", s.n}, {"k", s.k}, {"heuristic", heuristic_name},
+    results.push_back({{"kind", s.kind}, {"groups", s.groups}, {"m", s.m}, {"n", s.n},
+                       {"k", s.k}, {"m_config", cm}, {"heuristic", heuristic_name},
                        {"heuristic_us", heuristic_us}, {"tuned", best_name},
-                       {"tuned_us", best_us}, {"candidates_timed", timed}});
+                       {"tuned_us", best_us}, {"candidates_timed", timed},
+                       {"candidates", candidate_times}});
     if (!o.json)
       fmt::print("{:>5} {:>6} {:>6} | {:>14} {:>9.1f} | {:>14} {:>9.1f} | {:>7.3f} {:>5}\n", s.m,
                  s.n, s.k, heuristic_name, heuristic_us, best_name, best_us,
@@ -138,7 +142,8 @@ int run_tune(const TuneOptions& o) {
   }
   cu.cuStreamDestroy(stream);
   if (o.json)
-    fmt::print("{}\n", nlohmann::json{{"device", device.name}, {"database", db_path.string()},
+    fmt::print("{}\n", nlohmann::json{{"device", device.name}, {"sms", device.num_sms},
+                                      {"database", db_path.string()},
                                       {"tuned", tuned}, {"skipped_already_tuned", skipped},
                                       {"left_by_budget", left}, {"results", results}}
                            .dump(2));

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   kiln::cli::add_bench(app, &run);
   kiln::cli::add_cache(app, &run);
   kiln::cli::add_tune(app, &run);
+  kiln::cli::add_score(app, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
