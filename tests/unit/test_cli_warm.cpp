@@ -313,10 +313,9 @@ TEST_CASE("kiln warm refuses non-integer and out-of-range JSON numbers",
   }
 }
 
-// BUG (src/gemm/config.cpp, heuristic_m_breakpoints: `for (int m = 1; m <= max_m; ++m)`):
-// the parser accepts any M up to INT32_MAX, and for M = 2147483647 ++m overflows (undefined;
-// in practice wraps), so kiln warm never ends; M = 2147483646 already takes ~20 s, since the
-// loop calls heuristic_config once per M. Expected: refused (exit 2) or done in well under 3 s.
+// Regression: M = INT32_MAX once overflowed heuristic_m_breakpoints' loop counter (kiln warm
+// never ended). Shape files now refuse more than 2^30 rows (exit 2, naming the line); either
+// way the run must end within 3 s.
 TEST_CASE("kiln warm with M = INT32_MAX ends", "[unit][cli][warm]") {
   WarmCli cli;
   const fs::path file = cli.write("max.txt", "dense 2147483647 256 256\n");
@@ -324,10 +323,8 @@ TEST_CASE("kiln warm with M = INT32_MAX ends", "[unit][cli][warm]") {
   CHECK((r.exit_code == 0 || r.exit_code == 2));
 }
 
-// BUG (tools/kiln/shapes.hpp, config_m: `return s.m * s.groups;`): each of M and G is checked
-// alone, so their product overflows int (undefined; in practice wraps to <= 0), cmd_warm.cpp
-// then keeps max(0, product) = 0 as the largest M and compiles nothing, exiting 0 with
-// "1 shapes -> 0 kernels". Expected: refused (exit 2), or at least one kernel compiled.
+// Regression: M x G past INT32_MAX once wrapped to <= 0 rows and kiln warm compiled nothing,
+// exiting 0. Now such a shape is refused (exit 2); if it were accepted, it must compile.
 TEST_CASE("kiln warm with M x G past INT32_MAX is not silently empty",
           "[unit][cli][warm]") {
   WarmCli cli;
