@@ -94,6 +94,9 @@ TEST_CASE("kiln score rejects what is not kiln tune --json output", "[unit][cli]
   const fs::path not_json = dir.path() / "a.json", wrong = dir.path() / "b.json";
   kiln::test::write_text(not_json, "dense 64 2112 7168\n");
   kiln::test::write_text(wrong, R"({"device": "NVIDIA H200", "results": []})");  // no "sms"
+  const fs::path bad_config = dir.path() / "c.json";
+  kiln::test::write_text(bad_config, R"({"device": "NVIDIA H200", "sms": 132, "results": [
+      {"m": 64, "n": 2112, "k": 7168, "candidates": [{"config": "64x64", "us": 10.0}]}]})");
   const struct {
     std::vector<std::string> args;
     std::string says;
@@ -102,6 +105,7 @@ TEST_CASE("kiln score rejects what is not kiln tune --json output", "[unit][cli]
       {{"score", (dir.path() / "missing.json").string()}, "missing.json"},
       {{"score", not_json.string()}, "not JSON"},
       {{"score", wrong.string()}, "sms"},
+      {{"score", bad_config.string()}, "\"64x64\" is not a configuration name"},
       {{"score", wrong.string(), "--max-regret", "-1"}, "--max-regret"},
   };
   for (const auto& c : cases) {

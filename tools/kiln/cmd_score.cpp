@@ -60,14 +60,21 @@ std::vector<Scored> score_file(const std::string& path) {
       s.m = r.at("m").get<int>(), s.n = r.at("n").get<int>(), s.k = r.at("k").get<int>();
       const int m_config = r.value("m_config", s.m);
       const gemm::Kind kind = kernel_kind(s.kind);
-      s.pick = gemm::config_name(gemm::heuristic_config(m_config, s.n, s.k, sms, kind));
+      const gemm::Config pick = gemm::heuristic_config(m_config, s.n, s.k, sms, kind);
+      s.pick = gemm::config_name(pick);
       for (const auto& c : r.at("candidates")) {
         if (c.at("us").is_null()) continue;
         const std::string name = c.at("config").get<std::string>();
+        gemm::Config config;
+        if (!gemm::parse_config_name(name, &config))
+          throw Error(ErrorCode::kInvalidArgument,
+                      fmt::format("{}: shape {} x {} x {}: \"{}\" is not a configuration name "
+                                  "(block_m x block_n x stages, then m2 or kN)",
+                                  path, s.m, s.n, s.k, name));
         const double us = c.at("us").get<double>();
         if (!(us > 0)) continue;
         if (std::isnan(s.best_us) || us < s.best_us) s.best_us = us, s.best = name;
-        if (name == s.pick) s.pick_us = us;
+        if (config == pick) s.pick_us = us;
       }
       if (!std::isnan(s.best_us)) out.push_back(s);
     }
