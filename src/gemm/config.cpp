@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "jit/codegen.hpp"
@@ -219,9 +220,13 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
   const int64_t m_fractional =
       (int64_t(kFractionalWaves * num_sms + n_blocks - 1) / n_blocks - 1) * 128 + 1;
   if (m > m_fractional) m = static_cast<int>(m_fractional);
+  // Bytes in flight: stages x stage size x CTAs resident at once (only near-ties need it).
+  auto in_flight = [&](const Config& c) {
+    return int64_t(max_stages(c.block_m, c.block_n, c.split_k)) * (c.block_m + c.block_n) *
+           128 * std::min(num_tiles(c, m, n) * c.split_k, num_sms);
+  };
   Config best;
   TimeEstimate best_e;
-  int64_t best_in_flight = 0;
   bool have = false;
   for (const auto& [block_m, block_n] :
        {std::pair{128, 128}, {128, 192}, {128, 256}, {128, 64}, {64, 128}, {64, 64}}) {
@@ -235,16 +240,13 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
         continue;
       const Config c{block_m, block_n, 0, 8, 1, split};  // stages: below, for the winner
       const TimeEstimate e = estimate_time(c, m, n, k, num_sms);
-      const int64_t in_flight = int64_t(max_stages(block_m, block_n, split)) *
-                                (block_m + block_n) * 128 *
-                                std::min(num_tiles(c, m, n) * split, num_sms);
       bool better = !have || e.total_us < best_e.total_us * 0.99;
       if (!better && e.total_us < best_e.total_us * 1.01) {
         const bool streaming = e.total_us > e.compute_us && best_e.total_us > best_e.compute_us;
-        better = streaming && in_flight != best_in_flight ? in_flight > best_in_flight
-                                                          : e.compute_us < best_e.compute_us;
+        const int64_t mine = streaming ? in_flight(c) : 0, theirs = streaming ? in_flight(best) : 0;
+        better = mine != theirs ? mine > theirs : e.compute_us < best_e.compute_us;
       }
-      if (better) best = c, best_e = e, best_in_flight = in_flight, have = true;
+      if (better) best = c, best_e = e, have = true;
     }
   }
   best.stages = max_stages(best.block_m, best.block_n, best.split_k);
@@ -289,16 +291,14 @@ std::string config_name(const Config& c) {
 
 bool parse_config_name(const std::string& name, Config* config) {
   Config c;
-  char tail[8] = {};
   int used = 0;
   if (std::sscanf(name.c_str(), "%dx%dx%d%n", &c.block_m, &c.block_n, &c.stages, &used) != 3)
     return false;
-  std::string rest = name.substr(static_cast<size_t>(used));
-  if (rest.rfind("m2", 0) == 0) c.multicast_n = 2, rest = rest.substr(2);
-  if (!rest.empty()) {
-    if (std::sscanf(rest.c_str(), "k%d%7s", &c.split_k, tail) != 1) return false;
-  }
-  if (config_name(c) != name) return false;  // leading zeros, signs, spaces...
+  const char* rest = name.c_str() + used;
+  if (std::strncmp(rest, "m2", 2) == 0) c.multicast_n = 2, rest += 2;
+  if (*rest) std::sscanf(rest, "k%d", &c.split_k);
+  // Whatever the scans skipped or left (junk, signs, zeros, spaces) fails the round trip.
+  if (config_name(c) != name) return false;
   *config = c;
   return true;
 }
