@@ -112,10 +112,10 @@ int run_tune(const TuneOptions& o) {
             gemm::launch_problem(runtime, problems[size_t(run) % problems.size()], &c, stream);
           });
       ++timed;
-      candidate_times.push_back({{"config", gemm::config_name(c)}, {"us", us}});
+      const std::string name = gemm::config_name(c);
+      candidate_times.push_back({{"config", name}, {"us", us}});
       if (o.verbose && !o.json)
-        fmt::print("      {:>5} {:>6} {:>6}   {:<14} {:>9.1f} us\n", s.m, s.n, s.k,
-                   gemm::config_name(c), us);
+        fmt::print("      {:>5} {:>6} {:>6}   {:<14} {:>9.1f} us\n", s.m, s.n, s.k, name, us);
       if (c == heuristic) heuristic_us = us;
       if (us < best_us) best_us = us, best = c;
     }
