@@ -92,6 +92,10 @@ TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu
     auto p = Fp8Problem::make(300, 2112, 7168, ScaleLayout::kColMajor);
     check_problem(*p);
   }
+  SECTION("column-major SA with an odd m") {
+    auto p = Fp8Problem::make(301, 2112, 7168, ScaleLayout::kColMajor);
+    check_problem(*p);
+  }
   SECTION("padded lda, ldd and ld_sb") {
     auto p = Fp8Problem::make(130, 1024, 640, ScaleLayout::kRowMajor, 704, 1040, 8);
     check_problem(*p);
@@ -142,15 +146,19 @@ TEST_CASE("back-to-back GEMMs on one stream keep stream order (programmatic laun
 TEST_CASE("every candidate configuration is correct", "[gpu][configs]") {
   KILN_REQUIRE_GPU();
   // What kiln tune may pick must be as right as what the heuristic picks.
-  const int shapes[][3] = {{300, 1032, 1040}, {64, 2112, 7168}, {1, 256, 2048}};
+  // 300 x 1032 x 1040 also with column-major SA and padded SB rows (ld_sb 12).
+  const int shapes[][4] = {
+      {300, 1032, 1040, 0}, {300, 1032, 1040, 1}, {64, 2112, 7168, 0}, {1, 256, 2048, 0}};
   for (const auto& s : shapes) {
-    auto p = Fp8Problem::make(s[0], s[1], s[2]);
+    auto p = s[3] ? Fp8Problem::make(s[0], s[1], s[2], ScaleLayout::kColMajor, 0, 0, 12)
+                  : Fp8Problem::make(s[0], s[1], s[2]);
     const auto ref = kiln::test::reference(*p);
     for (const auto& config : kiln::gemm::candidate_configs(s[1], s[2])) {
       p->poison_d();
       kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &config, nullptr);
       const auto c = kiln::test::compare(*p, p->download_d(), ref);
-      INFO("m=" << s[0] << " n=" << s[1] << " k=" << s[2] << " block=" << config.block_m << "x"
+      INFO("m=" << s[0] << " n=" << s[1] << " k=" << s[2] << (s[3] ? " column-major SA" : "")
+                << " block=" << config.block_m << "x"
                 << config.block_n << " multicast=" << config.multicast_n
                 << " split_k=" << config.split_k << " rel_l2=" << c.rel_l2);
       CHECK(c.unwritten == 0);

@@ -15,6 +15,7 @@
 namespace {
 
 using kiln::GroupedLayout;
+using kiln::ScaleLayout;
 using kiln::driver::DeviceBuffer;
 
 constexpr double kTolerance = 4e-3;
@@ -26,6 +27,8 @@ struct Grouped {
   std::vector<int> counts;  // valid rows per group
   std::vector<int> starts;  // first row of each group in A / D
   std::vector<int> info;    // group_info as uploaded
+  // Column-major SA: [ceil(k/128), m] (masked: per group), else [rows, ceil(k/128)].
+  ScaleLayout sa_layout = ScaleLayout::kRowMajor;
   DeviceBuffer a, b, sa, sb, d, info_buf;
 
   Grouped(GroupedLayout l, std::vector<int> rows, int n_, int k_, int m_per_group = 0)
@@ -79,7 +82,7 @@ struct Grouped {
     kiln::GroupedGemmFp8Args x;
     x.layout = layout, x.num_groups = groups, x.m = m, x.n = n, x.k = k;
     x.a = a.get_as(), x.b = b.get_as(), x.sa = sa.get_as<float>(), x.sb = sb.get_as<float>();
-    x.d = d.get_as(), x.group_info = info_buf.get_as<int>();
+    x.d = d.get_as(), x.group_info = info_buf.get_as<int>(), x.sa_layout = sa_layout;
     return x;
   }
 
@@ -93,10 +96,15 @@ struct Grouped {
     for (int g = 0; g < groups; ++g) {
       for (int r = 0; r < counts[g]; ++r) valid[starts[g] + r] = 1;
       if (counts[g] == 0) continue;
+      // Group g's first SA element and its strides.
+      const bool row_major = sa_layout == ScaleLayout::kRowMajor;
+      const size_t sa_first = row_major ? size_t(starts[g]) * kb
+                              : layout == GroupedLayout::kMasked ? size_t(g) * kb * m
+                                                                  : size_t(starts[g]);
       const auto ref = kiln::test::reference(
-          a.ptr() + size_t(starts[g]) * k, b.ptr() + size_t(g) * n * k,
-          sa.ptr() + size_t(starts[g]) * kb * 4, sb.ptr() + size_t(g) * nb * kb * 4, counts[g],
-          n, k, k, k, kb, 1, kb);
+          a.ptr() + size_t(starts[g]) * k, b.ptr() + size_t(g) * n * k, sa.ptr() + sa_first * 4,
+          sb.ptr() + size_t(g) * nb * kb * 4, counts[g], n, k, k, k, row_major ? kb : 1,
+          row_major ? 1 : m, kb);
       size_t unwritten = 0;
       const double err =
           kiln::test::rel_l2_rows(out, n, starts[g], counts[g], n, ref, &unwritten);
@@ -187,14 +195,20 @@ TEST_CASE("grouped GEMM edge cases", "[gpu][grouped]") {
 
 TEST_CASE("every grouped candidate configuration is correct", "[gpu][grouped][configs]") {
   KILN_REQUIRE_GPU();
+  // Row-major SA, and column-major SA ([ceil(k/128), m], per group when masked).
   Grouped by_row(GroupedLayout::kContiguousByRow, {200, 0, 130}, 1032, 1040);
   Grouped masked(GroupedLayout::kMasked, {33, 64, 0}, 1032, 1040, 64);
-  for (Grouped* p : {&by_row, &masked})
+  Grouped masked_col(GroupedLayout::kMasked, {33, 64, 17}, 1032, 1040, 64);
+  masked_col.sa_layout = ScaleLayout::kColMajor;
+  Grouped by_offset_col(GroupedLayout::kContiguousByOffset, {45, 0, 130}, 1032, 1040);
+  by_offset_col.sa_layout = ScaleLayout::kColMajor;
+  for (Grouped* p : {&by_row, &masked, &masked_col, &by_offset_col})
     for (const auto& config : kiln::gemm::candidate_configs(
              1032, 1040,
              p->layout == GroupedLayout::kMasked ? kiln::gemm::Kind::kGroupedMasked
                                                  : kiln::gemm::Kind::kGroupedByRow)) {
-      INFO("block " << config.block_m << "x" << config.block_n);
+      INFO("layout " << int(p->layout) << " sa_layout " << int(p->sa_layout) << " block "
+                     << config.block_m << "x" << config.block_n);
       p->poison();
       kiln::gemm::launch_fp8_grouped(kiln::Runtime::instance(), p->args(), &config, nullptr);
       p->check();
