@@ -71,19 +71,22 @@ TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanit
   // 128 x 192 and 128 x 256 tiles (two wgmma batches per K block), which the heuristic picks
   // only for large problems: partial M and N tiles, more K blocks than stages. Also 128-row
   // split-K, whose partial tile overlays the stage ring that both math warpgroups read.
+  // Both SA layouts.
   const kiln::gemm::Config configs[] = {
       {128, 192, 4, 8}, {128, 256, 3, 8}, {128, 128, 6, 8, 1, 4}};
-  for (const auto& config : configs) {
-    auto p = Fp8Problem::make(200, 520, 1024);
-    const auto ref = kiln::test::reference(*p);
-    p->poison_d();
-    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &config, nullptr);
-    const auto c = kiln::test::compare(*p, p->download_d(), ref);
-    INFO("block=" << config.block_m << "x" << config.block_n << " split_k=" << config.split_k
-                  << " rel_l2=" << c.rel_l2);
-    CHECK(c.unwritten == 0);
-    CHECK(c.rel_l2 < kTolerance);
-  }
+  for (const auto& config : configs)
+    for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor}) {
+      auto p = Fp8Problem::make(200, 520, 1024, layout);
+      const auto ref = kiln::test::reference(*p);
+      p->poison_d();
+      kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &config, nullptr);
+      const auto c = kiln::test::compare(*p, p->download_d(), ref);
+      INFO("block=" << config.block_m << "x" << config.block_n << " split_k=" << config.split_k
+                    << (layout == ScaleLayout::kColMajor ? " column-major SA" : "")
+                    << " rel_l2=" << c.rel_l2);
+      CHECK(c.unwritten == 0);
+      CHECK(c.rel_l2 < kTolerance);
+    }
 }
 
 TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu]") {
