@@ -46,14 +46,24 @@ __device__ __forceinline__ void write_tile_bf16(const u32* packed, u8* smem_d, i
   }
 }
 
+// Thread 0 of a warpgroup: stores slab s (64 columns) of its 64 rows of smem_d (commit to
+// follow).
+template <int kBlockM>
+__device__ __forceinline__ void store_slab(u8* smem_d, const TensorMap* tmap_d, int warpgroup,
+                                           int m0, int n0, int s) {
+  ptx::tma_store_2d(tmap_d, smem_d + s * kBlockM * 128 + warpgroup * 64 * 128, n0 + s * 64,
+                    m0 + warpgroup * 64);
+}
+
 // smem_d: kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes.
 // packed: this thread's fragment of the warpgroup's 64 rows (pack_tile_bf16).
-template <int kBlockM, int kBlockN>
+// Stores the first kSlabs slabs; the caller stores the others (store_slab) before the next
+// call, which waits until every store has read smem_d.
+template <int kBlockM, int kBlockN, int kSlabs = kBlockN / 64>
 __device__ __forceinline__ void store_packed_tile(const u32* packed, u8* smem_d,
                                                   const TensorMap* tmap_d, int warpgroup,
                                                   int m0, int n0) {
   static_assert(kBlockN % 64 == 0, "the TMA-store epilogue works in 64-column slabs");
-  constexpr int kSlabBytes = kBlockM * 128;
   const int tid = threadIdx.x % 128;
 
   // The previous tile's stores must have read smem_d before it is overwritten.
@@ -66,9 +76,7 @@ __device__ __forceinline__ void store_packed_tile(const u32* packed, u8* smem_d,
 
   if (tid == 0) {
 #pragma unroll
-    for (int s = 0; s < kBlockN / 64; ++s)
-      ptx::tma_store_2d(tmap_d, smem_d + s * kSlabBytes + warpgroup * 64 * 128, n0 + s * 64,
-                        m0 + warpgroup * 64);
+    for (int s = 0; s < kSlabs; ++s) store_slab<kBlockM>(smem_d, tmap_d, warpgroup, m0, n0, s);
     ptx::tma_store_commit();
   }
 }
