@@ -330,8 +330,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     };
 
     // One K block of the tile; kFirst (the tile's first) sets the totals instead of adding.
-    auto k_block = [&](auto first) {
-      constexpr bool kFirst = decltype(first)::value;
+    // kSlab: after its release, store the next slab of the previous tile's output.
+    auto k_block = [&](auto first, auto slab) {
+      constexpr bool kFirst = decltype(first)::value, kSlab = decltype(slab)::value;
       ptx::mbarrier_wait(&full[stage], phase);
       // SA * SB for rows r / r + 8 (scale0 / scale1) in the tile's first B scale block and
       // in its second (scale2 / scale3).
@@ -359,7 +360,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         ptx::wgmma_wait_group<0>();
         if (batch == kBatches - 1) {
           release(stage);
-          if constexpr (!kFirst) store_next_slab();
+          if constexpr (kSlab) store_next_slab();
         }
         // The previous tile's output, while the other warpgroup's batch runs: after the
         // stage is released (holding it delays the next tile's loads: 13% slower at K = 512)
@@ -432,7 +433,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         // An odd count starts with a single K block.
         int kb = kb_begin;
         if ((kb_end - kb_begin) % 2 == 1) {
-          k_block(Constant<true>{});
+          k_block(Constant<true>{}, Constant<false>{});
           kb += 1;
         } else {
           k_block_pair(Constant<true>{});
@@ -441,9 +442,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll 1
         for (; kb < kb_end; kb += 2) k_block_pair(Constant<false>{});
       } else {
-        k_block(Constant<true>{});
+        k_block(Constant<true>{}, Constant<false>{});
+        int kb = kb_begin + 1;
+        // The slabs a spread store left, one per K block, in a loop of their own.
+        if constexpr (kDeferStore && kSlabsAtOnce < kSlabs)
 #pragma unroll 1
-        for (int kb = kb_begin + 1; kb < kb_end; ++kb) k_block(Constant<false>{});
+          for (; kb < kb_begin + 1 + kSlabs - kSlabsAtOnce; ++kb)
+            k_block(Constant<false>{}, Constant<true>{});
+#pragma unroll 1
+        for (; kb < kb_end; ++kb) k_block(Constant<false>{}, Constant<false>{});
       }
 
       if constexpr (kSplitK > 1) {
