@@ -103,9 +103,14 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     // the K-block body: the tile's first K block and the others. Tiles up to 128 columns take
     // K blocks in pairs: a single first block where the count is odd, else a first pair, then
     // pairs (with split-K the count is known only at run time: all three, 1 + 2 + 2 K blocks).
+    // Dense 256-column tiles that defer their store have a third body: the K blocks that
+    // store one slab of the previous tile's output each.
     const int mma_n = kiln::gemm::wgmma_n(spec.config);
     const int k_blocks = (spec.k + 127) / 128;
-    const int bodies = spec.config.block_n > 128 ? 2
+    const bool spread_store = spec.kind == kiln::gemm::Kind::kDense &&
+                              spec.config.block_n == 256 &&
+                              k_blocks >= 2 * spec.config.stages;
+    const int bodies = spec.config.block_n > 128 ? (spread_store ? 3 : 2)
                        : spec.config.split_k > 1 ? 5
                                                  : (k_blocks % 2 ? 1 : 2) + (k_blocks > 2 ? 2 : 0);
     CHECK(count(sass, "QGMMA.64x" + std::to_string(mma_n) + "x32.F32.E4M3.E4M3") ==
