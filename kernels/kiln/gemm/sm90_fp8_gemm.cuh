@@ -265,11 +265,12 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // its 32 KiB per warpgroup cost 4096 x 7168 x 2048 ~3% more (with 192 columns spreading
     // was 0.4-1.8% slower).
     constexpr int kSlabs = kBlockN / 64, kSlabsAtOnce = kBatches == 2 ? 1 : kSlabs;
-    static_assert(!kDeferStore || kKBlocks >= kSlabs - kSlabsAtOnce + 1,
+    constexpr bool kSpreadStore = kDeferStore && kSlabsAtOnce < kSlabs;
+    static_assert(!kSpreadStore || kKBlocks >= kSlabs - kSlabsAtOnce + 1,
                   "a tile's slabs are all stored before the next tile's output is pending");
-    int next_slab = kSlabs;
+    int next_slab = kSlabs;  // the next slab of the pending store; kSlabs: none left
     auto store_next_slab = [&]() {
-      if constexpr (kDeferStore && kSlabsAtOnce < kSlabs)
+      if constexpr (kSpreadStore)
         if (next_slab < kSlabs) {
           if (tid == 0) {
             store_slab<kBlockM>(smem_d, &tmap_d, warpgroup, pending_m0, pending_n0, next_slab);
@@ -446,7 +447,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         k_block(Constant<true>{}, Constant<false>{});
         int kb = kb_begin + 1;
         // The slabs a spread store left, one per K block, in a loop of their own.
-        if constexpr (kDeferStore && kSlabsAtOnce < kSlabs)
+        if constexpr (kSpreadStore)
 #pragma unroll 1
           for (; kb < kb_begin + 1 + kSlabs - kSlabsAtOnce; ++kb)
             k_block(Constant<false>{}, Constant<true>{});
@@ -490,7 +491,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       }
     }
     store_pending_tile();  // the last tile's
-    if constexpr (kDeferStore && kSlabsAtOnce < kSlabs)
+    if constexpr (kSpreadStore)
       while (next_slab < kSlabs) store_next_slab();
     // The second warpgroup's last turn signal (it arrives once more than the first waits).
     if constexpr (kMathWarpgroups == 2)
