@@ -22,6 +22,12 @@ struct Constant {
   static constexpr bool value = kValue;
 };
 
+// A compile-time int as a value.
+template <int kValue>
+struct IntConstant {
+  static constexpr int value = kValue;
+};
+
 template <typename T>
 __device__ __forceinline__ constexpr T ceil_div(T a, T b) {
   return (a + b - 1) / b;

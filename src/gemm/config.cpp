@@ -56,6 +56,13 @@ size_t KernelSpecHash::operator()(const KernelSpec& s) const noexcept {
   return static_cast<size_t>(h ^ (h >> 29));
 }
 
+int scale_blocks_per_tile(int block_n) {
+  // Tiles start at multiples of block_n, so within a 128-column scale block at a multiple of
+  // gcd(block_n, 128): 64 and 128 columns lie in one block, 192 and 256 span two, 176 three.
+  const int align = std::min(block_n & -block_n, 128);
+  return (128 - align + block_n - 1) / 128 + 1;
+}
+
 int wgmma_n(const Config& c) { return c.block_n == 256 ? 128 : c.block_n; }
 
 int threads_per_block(const Config& c) { return (c.block_m / 64 + 1) * 128; }
@@ -65,7 +72,7 @@ int shared_memory_bytes(const Config& c) {
   // Split-K: the FP32 partial tile overlays the stage ring (what does not fit extends it).
   const int d = c.split_k > 1 ? std::max(0, c.block_m * (c.block_n + 4) * 4 - c.stages * stage)
                               : c.block_m * c.block_n * 2;
-  const int sb_per_stage = c.block_n <= 128 ? 1 : 2;  // B scale blocks a tile spans
+  const int sb_per_stage = scale_blocks_per_tile(c.block_n);
   const int scales = (c.stages * c.block_m + (c.stages * sb_per_stage + 3) / 4 * 4) * 4;
   return 1024 + c.stages * stage + d + scales + 2 * c.stages * 8;
 }
@@ -86,11 +93,13 @@ int num_tiles(const Config& c, int m, int n) {
 std::string check_config(const Config& c, int /*n*/, int k, Kind kind) {
   if (c.block_m != 64 && c.block_m != 128)
     return fmt::format("block_m {} (64 or 128)", c.block_m);
-  const bool wide = c.block_n == 192 || c.block_n == 256;
+  const bool wide = c.block_n == 176 || c.block_n == 192 || c.block_n == 256;
   if (c.block_n != 64 && c.block_n != 128 && !wide)
-    return fmt::format("block_n {} (64, 128, 192 or 256)", c.block_n);
+    return fmt::format("block_n {} (64, 128, 176, 192 or 256)", c.block_n);
   if (wide && (c.block_m != 128 || c.split_k != 1 || c.multicast_n != 1))
     return fmt::format("block_n {} needs block_m 128, no split-K and no multicast", c.block_n);
+  if (c.block_n == 176 && kind != Kind::kDense)
+    return fmt::format("block_n 176 is for dense GEMMs only (not {})", to_string(kind));
   if (c.multicast_n != 1 && c.multicast_n != 2)
     return fmt::format("multicast_n {} (1 or 2)", c.multicast_n);
   if (c.split_k != 1 && c.split_k != 2 && c.split_k != 3 && c.split_k != 4 && c.split_k != 8)
@@ -122,10 +131,14 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
       }
       configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 2, 1});
     }
-  // 128 x 192 and 128 x 256 tiles: more MMA work per K block for the same per-block
-  // overhead (neither split-K nor multicast: split over 2-4 CTAs measured 4-15% slower than
-  // the best narrow candidate on every shape tried, docs/PERFORMANCE.md).
-  for (int block_n : {192, 256}) configs.push_back({128, block_n, max_stages(128, block_n), 8, 1, 1});
+  // 128 x 176, 128 x 192 and 128 x 256 tiles: more MMA work per K block for the same
+  // per-block overhead (neither split-K nor multicast: split over 2-4 CTAs measured 4-15%
+  // slower than the best narrow candidate on every shape tried, docs/PERFORMANCE.md). 176
+  // divides N = 2112 (DeepSeek-V3's q/kv down-projection) into 12 tiles where 192 makes 11;
+  // dense only (no grouped shape needs it, and the by-row kernel spills).
+  for (int block_n : {176, 192, 256})
+    if (block_n != 176 || kind == Kind::kDense)
+      configs.push_back({128, block_n, max_stages(128, block_n), 8, 1, 1});
   return configs;
 }
 
@@ -140,10 +153,15 @@ namespace {
 // and 4096). The 64-row and 128 x 64 constants and the 3-way split were refitted after the
 // pairs (which sped up 64-row tiles most) to every candidate's time on 73 shapes (M 64..4096):
 // the stale ones picked 128 x 128 split two ways at 192 x 4096 x 7168, 25.7 us against 18.6
-// for 64 x 128 tiles.
+// for 64 x 128 tiles. 128 x 176 from 4096 x 2112 x 7168 (96.7 us in three waves; 4096 x 4096 x
+// 7168 then predicted 187.3, measured 189.0-189.4).
 double k_block_us(int block_m, int block_n) {
   if (block_m == 128)
-    return block_n == 256 ? 0.729 : block_n == 192 ? 0.549 : block_n == 128 ? 0.41 : 0.30;
+    return block_n == 256   ? 0.729
+           : block_n == 192 ? 0.549
+           : block_n == 176 ? 0.526
+           : block_n == 128 ? 0.41
+                            : 0.30;
   return block_n == 128 ? 0.26 : 0.185;
 }
 // The epilogue of a tile: both math warpgroups convert and store it while the tensor cores
@@ -229,8 +247,9 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
   TimeEstimate best_e;
   bool have = false;
   for (const auto& [block_m, block_n] :
-       {std::pair{128, 128}, {128, 192}, {128, 256}, {128, 64}, {64, 128}, {64, 64}}) {
+       {std::pair{128, 128}, {128, 176}, {128, 192}, {128, 256}, {128, 64}, {64, 128}, {64, 64}}) {
     if (m <= 64 && block_m != 64) continue;
+    if (block_n == 176 && kind != Kind::kDense) continue;
     for (int split : {1, 2, 3, 4}) {
       // Split K only for dense GEMMs, up to 128 columns, when every cluster fits at once and
       // every split keeps a few K blocks to pipeline.

@@ -33,8 +33,12 @@ void launch(Runtime::Impl& rt, LoadedKernel& kernel, const gemm::Problem& p,
   CUtensorMap tmap_b = gemm::make_tma_2d(p.b, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.k,
                                          uint64_t(p.n) * p.num_groups, p.ldb, 128, c.block_n,
                                          CU_TENSOR_MAP_SWIZZLE_128B);
-  CUtensorMap tmap_d = gemm::make_tma_2d(p.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, p.n, p.a_rows,
-                                         p.ldd * 2, 64, 64, CU_TENSOR_MAP_SWIZZLE_128B);
+  // The output box matches the kernel's staging (bf16_tma_store.cuh): 64-column slabs with
+  // the 128-byte swizzle, or for widths not a multiple of 64 the tile's width unswizzled.
+  const bool slabbed = c.block_n % 64 == 0;
+  CUtensorMap tmap_d = gemm::make_tma_2d(
+      p.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, p.n, p.a_rows, p.ldd * 2, slabbed ? 64 : c.block_n,
+      64, slabbed ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE);
   const float* sa = p.sa;
   const float* sb = p.sb;
   void* d = p.d;

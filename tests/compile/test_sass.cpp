@@ -104,13 +104,18 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     // K blocks in pairs: a single first block where the count is odd, else a first pair, then
     // pairs (with split-K the count is known only at run time: all three, 1 + 2 + 2 K blocks).
     // Dense 256-column tiles that defer their store have a third body: the K blocks that
-    // store one slab of the previous tile's output each.
+    // store one slab of the previous tile's output each. 176-column tiles have a copy of the
+    // loop per place a tile starts in a 128-column scale block (all 8 multiples of 16 for
+    // these N).
     const int mma_n = kiln::gemm::wgmma_n(spec.config);
     const int k_blocks = (spec.k + 127) / 128;
     const bool spread_store = spec.kind == kiln::gemm::Kind::kDense &&
                               spec.config.block_n == 256 &&
                               k_blocks >= 2 * spec.config.stages;
-    const int bodies = spec.config.block_n > 128 ? (spread_store ? 3 : 2)
+    std::set<int> starts;
+    for (int n0 = 0; n0 < spec.n; n0 += spec.config.block_n) starts.insert(n0 % 128);
+    const int bodies = spec.config.block_n == 176 ? 1 + int(starts.size())
+                       : spec.config.block_n > 128 ? (spread_store ? 3 : 2)
                        : spec.config.split_k > 1 ? 5
                                                  : (k_blocks % 2 ? 1 : 2) + (k_blocks > 2 ? 2 : 0);
     CHECK(count(sass, "QGMMA.64x" + std::to_string(mma_n) + "x32.F32.E4M3.E4M3") ==

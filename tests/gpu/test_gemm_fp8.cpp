@@ -68,12 +68,13 @@ TEST_CASE("dense FP8 GEMM on small shapes (for compute-sanitizer)", "[gpu][small
 TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanitizer)",
           "[gpu][small]") {
   KILN_REQUIRE_GPU();
-  // 128 x 192 and 128 x 256 tiles (two wgmma batches per K block), which the heuristic picks
-  // only for large problems: partial M and N tiles, more K blocks than stages. Also 128-row
-  // split-K, whose partial tile overlays the stage ring that both math warpgroups read.
-  // Both SA layouts.
+  // 128 x 176, 128 x 192 and 128 x 256 tiles (two wgmma batches per K block), which the
+  // heuristic picks only for large problems: partial M and N tiles, more K blocks than stages
+  // (at N = 520 the third 176-column tile spans three B scale blocks, and its output goes out
+  // as one unswizzled box). Also 128-row split-K, whose partial tile overlays the stage ring
+  // that both math warpgroups read. Both SA layouts.
   const kiln::gemm::Config configs[] = {
-      {128, 192, 4, 8}, {128, 256, 3, 8}, {128, 128, 6, 8, 1, 4}};
+      {128, 176, 4, 8}, {128, 192, 4, 8}, {128, 256, 3, 8}, {128, 128, 6, 8, 1, 4}};
   for (const auto& config : configs)
     for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor}) {
       auto p = Fp8Problem::make(200, 520, 1024, layout);

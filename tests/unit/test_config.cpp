@@ -74,6 +74,17 @@ TEST_CASE("shared memory and thread counts of the tile shapes", "[unit][config]"
   CHECK(shared_memory_bytes({128, 192, 4, 8}) ==
         1024 + 4 * 40960 + 49152 + (4 * 128 + 8) * 4 + 2 * 4 * 8);
   CHECK(max_stages(128, 192) == 4);
+  // a 176-column tile starts at a multiple of 16 and may span three: three SB floats per
+  // stage, and a BF16 tile of plain 352-byte rows
+  CHECK(scale_blocks_per_tile(64) == 1);
+  CHECK(scale_blocks_per_tile(128) == 1);
+  CHECK(scale_blocks_per_tile(176) == 3);
+  CHECK(scale_blocks_per_tile(192) == 2);
+  CHECK(scale_blocks_per_tile(256) == 2);
+  CHECK(shared_memory_bytes({128, 176, 4, 8}) ==
+        1024 + 4 * 38912 + 45056 + (4 * 128 + 12) * 4 + 2 * 4 * 8);
+  CHECK(max_stages(128, 176) == 4);
+  CHECK(wgmma_n({128, 176, 4, 8}) == 176);
   // 256 columns: 48 KiB stages and a 64 KiB output tile leave room for three
   CHECK(max_stages(128, 256) == 3);
   CHECK(wgmma_n({128, 256, 3, 8}) == 128);  // two batches of 128 columns per K block
@@ -91,7 +102,7 @@ TEST_CASE("candidate configurations are valid and deepest first", "[unit][config
     INFO(describe(spec_of(2112, 7168, c)));
     CHECK((c.block_m == 64 || c.block_m == 128));
     CHECK((c.block_n == 64 || c.block_n == 128 ||
-           ((c.block_n == 192 || c.block_n == 256) && c.block_m == 128)));
+           ((c.block_n == 176 || c.block_n == 192 || c.block_n == 256) && c.block_m == 128)));
     if (c.block_n > 128) CHECK((c.split_k == 1 && c.multicast_n == 1));
     CHECK(c.stages >= 2);  // a ring of one stage cannot overlap loads with math
     CHECK(c.group_m == 8);
@@ -102,7 +113,7 @@ TEST_CASE("candidate configurations are valid and deepest first", "[unit][config
   // Every tile shape appears, first without split-K, and every candidate has the deepest
   // pipeline its shared memory allows.
   for (const auto& [bm, bn] :
-       {std::pair{64, 64}, {64, 128}, {128, 64}, {128, 128}, {128, 192}, {128, 256}}) {
+       {std::pair{64, 64}, {64, 128}, {128, 64}, {128, 128}, {128, 176}, {128, 192}, {128, 256}}) {
     INFO("block " << bm << "x" << bn);
     const auto first = std::find_if(configs.begin(), configs.end(), [&](const Config& c) {
       return c.block_m == bm && c.block_n == bn;
@@ -158,11 +169,12 @@ TEST_CASE("the heuristic picks what kiln tune found fastest on an H200", "[unit]
                                                    // 128 x 192 (16.3 vs 16.7 us; H100 19.9, 21.1)
       {128, 32768, 512, {64, 128, 8, 8}},          // 10.9 us as 128 x 128 (H100 12.0 vs 12.5);
                                                    // 128 x 256: one wave, 12.3 us
-      {4096, 2112, 7168, {128, 192, 4, 8}},        // 3 waves instead of 5
+      {4096, 2112, 7168, {128, 176, 4, 8}},        // 3 waves of 12 N blocks: 96.7 us; 128 x
+                                                   // 192 (11 N blocks) 100.1; 128 x 128 5 waves
       {4096, 7168, 16384, {128, 256, 3, 8}},       // 7 waves instead of 10 (718 vs 772 us)
       {4096, 4096, 7168, {128, 256, 3, 8}},        // 4 waves instead of 6 (184 vs 203 us)
       {4096, 7168, 2048, {128, 256, 3, 8}},
-      {1024, 2112, 7168, {128, 192, 4, 8}},
+      {1024, 2112, 7168, {128, 176, 4, 8}},
       {256, 7168, 16384, {128, 128, 5, 8}},        // 56 tiles of 128 x 256 leave 76 SMs idle
       {192, 4096, 7168, {64, 128, 8, 8}},          // 18.6 us; 128 x 128 split two ways 25.7
       {1984, 2112, 7168, {64, 128, 8, 8}},         // 4 waves: 59.0 us; 128 x 192 67.4

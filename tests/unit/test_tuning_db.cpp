@@ -152,4 +152,12 @@ TEST_CASE("check_config accepts every candidate and names what is wrong", "[unit
              Contains("split_k 4 with 2 K blocks"));
   CHECK_THAT(kiln::gemm::check_config({128, 128, 9, 8, 1, 1}, 2112, 7168, Kind::kDense),
              Contains("stages 9"));
+  // 176-column tiles are dense only, and grouped candidates leave them out
+  CHECK(kiln::gemm::check_config({128, 176, 4, 8, 1, 1}, 2112, 7168, Kind::kDense).empty());
+  CHECK_THAT(kiln::gemm::check_config({128, 176, 4, 8, 1, 1}, 2112, 7168, Kind::kGroupedMasked),
+             Contains("block_n 176 is for dense GEMMs only"));
+  CHECK_THAT(kiln::gemm::check_config({64, 176, 8, 8, 1, 1}, 2112, 7168, Kind::kDense),
+             Contains("block_n 176 needs block_m 128"));
+  for (auto kind : {Kind::kGroupedByRow, Kind::kGroupedByOffset, Kind::kGroupedMasked})
+    for (const auto& c : kiln::gemm::candidate_configs(2112, 7168, kind)) CHECK(c.block_n != 176);
 }

@@ -1,5 +1,5 @@
 // BF16 epilogue for a grouped GEMM's partial tile: FP32 accumulators -> BF16 in shared memory
-// (the swizzled layout of bf16_tma_store.cuh) -> 16-byte stores of the valid rows only. Rows
+// (the layout of bf16_tma_store.cuh) -> 16-byte stores of the valid rows only. Rows
 // past a group's end belong to padding or to another group, which a TMA store (clipping only
 // at the tensor's edge) would overwrite. Each math warpgroup stores its own 64 rows.
 #pragma once
@@ -14,8 +14,6 @@ template <int kBlockM, int kBlockN, int kN, typename RowValid>
 __device__ __forceinline__ void store_tile_bf16_masked(const float* acc, u8* smem_d, u16* d,
                                                        i64 ldd, int warpgroup, int row0, int n0,
                                                        RowValid row_valid) {
-  static_assert(kBlockN % 64 == 0, "64-column slabs");
-  constexpr int kSlabBytes = kBlockM * 128;
   constexpr int kChunksPerRow = kBlockN / 8;  // 16-byte chunks
   const int tid = threadIdx.x % 128;
 
@@ -31,8 +29,8 @@ __device__ __forceinline__ void store_tile_bf16_masked(const float* acc, u8* sme
     const int r = warpgroup * 64 + i / kChunksPerRow;
     const int c = i % kChunksPerRow;
     if (!row_valid(r) || n0 + c * 8 >= kN) continue;
-    const uint4 v = *reinterpret_cast<const uint4*>(smem_d + (c / 8) * kSlabBytes + r * 128 +
-                                                    ((c % 8) ^ (r % 8)) * 16);
+    const uint4 v =
+        *reinterpret_cast<const uint4*>(smem_d + d_chunk_offset<kBlockM, kBlockN>(r, c));
     *reinterpret_cast<uint4*>(d + (row0 + r) * ldd + n0 + c * 8) = v;
   }
 }

@@ -1,5 +1,8 @@
-// BF16 epilogue: FP32 accumulators -> BF16 in shared memory (128-byte swizzle, 64-column
-// slabs) -> one TMA store per slab. Each math warpgroup stores its own 64 rows, so only the
+// BF16 epilogue: FP32 accumulators -> BF16 in shared memory -> TMA stores. Tiles whose width
+// is a multiple of 64 stage the output as 64-column slabs (128-byte swizzle, one TMA store
+// per slab); other widths (176) as plain rows of the whole tile width, one unswizzled TMA box
+// per warpgroup (a swizzled box is at most 128 bytes wide, and a 64-column box would write
+// into the next tile's columns). Each math warpgroup stores its own 64 rows, so only the
 // warpgroup synchronizes (named barrier 1 + warpgroup index).
 #pragma once
 #include "kiln/common.cuh"
@@ -23,47 +26,67 @@ __device__ __forceinline__ void pack_tile_bf16(const float* acc, u32* packed) {
   for (int i = 0; i < kBlockN / 4; ++i) packed[i] = pack_bf16x2(acc[2 * i], acc[2 * i + 1]);
 }
 
-// Writes this thread's packed fragment (rows of `warpgroup`) into smem_d: kBlockM rows x
-// kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes, 16-byte chunks swizzled by row
-// (the TMA 128-byte swizzle). A warp's 16 rows x 8 columns of column group j are two 8x8
-// matrices (packed[2j], packed[2j + 1]) in the stmatrix layout, so one stmatrix.x4 stores
-// groups j and j + 1; each matrix's 8 rows land in 8 different chunks (all 32 banks).
+// The staged tile's layout (the host's D tensor map matches it: a 64 x 64 box with the
+// 128-byte swizzle, or a kBlockN x 64 box without).
+template <int kBlockN>
+inline constexpr bool kSlabbedD = kBlockN % 64 == 0;
+// TMA stores per warpgroup and tile: one per 64-column slab, or one for the whole width.
+template <int kBlockN>
+inline constexpr int kDSlabs = kSlabbedD<kBlockN> ? kBlockN / 64 : 1;
+
+// Byte offset in smem_d of 16-byte chunk c (columns 8c .. 8c + 7) of tile row r: in slab
+// c / 8, chunks swizzled by row (the TMA 128-byte swizzle), or plain rows of kBlockN * 2 bytes.
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ int d_chunk_offset(int r, int c) {
+  if constexpr (kSlabbedD<kBlockN>)
+    return (c / 8) * kBlockM * 128 + r * 128 + ((c % 8) ^ (r % 8)) * 16;
+  else
+    return r * kBlockN * 2 + c * 16;
+}
+
+// Writes this thread's packed fragment (rows of `warpgroup`) into smem_d (d_chunk_offset). A
+// warp's 16 rows x 8 columns of column group j are two 8x8 matrices (packed[2j],
+// packed[2j + 1]) in the stmatrix layout, so one stmatrix.x4 stores groups j and j + 1. In
+// slabs each matrix's 8 rows land in 8 different chunks (all 32 banks); in plain rows of a
+// 176-column tile (352 bytes, 88 words) two rows share each bank (two-way conflicts, once per
+// tile).
 template <int kBlockM, int kBlockN>
 __device__ __forceinline__ void write_tile_bf16(const u32* packed, u8* smem_d, int warpgroup) {
-  constexpr int kSlabBytes = kBlockM * 128;
+  static_assert(kBlockN % 16 == 0, "column groups go in pairs");
   const int tid = threadIdx.x % 128;
   const int warp = tid / 32, lane = tid % 32;
   // This lane addresses row lane % 8 of matrix lane / 8: column group j + (lane / 8) / 2,
   // rows + 8 for odd matrices.
   const int r = warpgroup * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
   const int dj = lane / 16;
-  const u32 base = smem_u32(smem_d) + r * 128;
+  const u32 base = smem_u32(smem_d);
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; j += 2) {
-    const int jj = j + dj;
-    const u32 addr = base + (jj / 8) * kSlabBytes + (((jj % 8) ^ (r % 8)) * 16);
+    const u32 addr = base + d_chunk_offset<kBlockM, kBlockN>(r, j + dj);
     ptx::stmatrix_x4(addr, packed[2 * j], packed[2 * j + 1], packed[2 * j + 2], packed[2 * j + 3]);
   }
 }
 
-// Thread 0 of a warpgroup: stores slab s (64 columns) of its 64 rows of smem_d (commit to
-// follow).
-template <int kBlockM>
+// Thread 0 of a warpgroup: stores slab s (64 columns, or with plain rows the whole width) of
+// its 64 rows of smem_d (commit to follow).
+template <int kBlockM, int kBlockN>
 __device__ __forceinline__ void store_slab(u8* smem_d, const TensorMap* tmap_d, int warpgroup,
                                            int m0, int n0, int s) {
-  ptx::tma_store_2d(tmap_d, smem_d + s * kBlockM * 128 + warpgroup * 64 * 128, n0 + s * 64,
-                    m0 + warpgroup * 64);
+  if constexpr (kSlabbedD<kBlockN>)
+    ptx::tma_store_2d(tmap_d, smem_d + s * kBlockM * 128 + warpgroup * 64 * 128, n0 + s * 64,
+                      m0 + warpgroup * 64);
+  else
+    ptx::tma_store_2d(tmap_d, smem_d + warpgroup * 64 * kBlockN * 2, n0, m0 + warpgroup * 64);
 }
 
-// smem_d: kBlockM rows x kBlockN columns as kBlockN/64 slabs of kBlockM x 128 bytes.
+// smem_d: kBlockM rows x kBlockN columns (d_chunk_offset).
 // packed: this thread's fragment of the warpgroup's 64 rows (pack_tile_bf16).
 // Stores the first kSlabs slabs; the caller stores the others (store_slab) before the next
 // call, which waits until every store has read smem_d.
-template <int kBlockM, int kBlockN, int kSlabs = kBlockN / 64>
+template <int kBlockM, int kBlockN, int kSlabs = kDSlabs<kBlockN>>
 __device__ __forceinline__ void store_packed_tile(const u32* packed, u8* smem_d,
                                                   const TensorMap* tmap_d, int warpgroup,
                                                   int m0, int n0) {
-  static_assert(kBlockN % 64 == 0, "the TMA-store epilogue works in 64-column slabs");
   const int tid = threadIdx.x % 128;
 
   // The previous tile's stores must have read smem_d before it is overwritten.
@@ -76,7 +99,7 @@ __device__ __forceinline__ void store_packed_tile(const u32* packed, u8* smem_d,
 
   if (tid == 0) {
 #pragma unroll
-    for (int s = 0; s < kSlabs; ++s) store_slab<kBlockM>(smem_d, tmap_d, warpgroup, m0, n0, s);
+    for (int s = 0; s < kSlabs; ++s) store_slab<kBlockM, kBlockN>(smem_d, tmap_d, warpgroup, m0, n0, s);
     ptx::tma_store_commit();
   }
 }

@@ -16,14 +16,15 @@
 //     during the next tile's first K block, while the other warpgroup's batch runs (a
 //     256-column tile's TMA store then goes out one 64-column slab per K block).
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
-//     copies the stage's scales (kBlockM of SA, one of SB) into shared memory with cp.async.
+//     copies the stage's scales (kBlockM of SA, 1 to 3 of SB) into shared memory with cp.async.
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
 // Shared memory, 1024-byte aligned:
 //   kStages x { A: kBlockM x 128 B | B: kBlockN x 128 B }   128-byte swizzle (TMA + wgmma)
-//   D: BF16 tile for the TMA store (kBlockN/64 slabs of kBlockM x 128 B); with split-K the
-//      FP32 partial tile (kBlockM x (kBlockN + 4) floats) instead overlays the stage ring
-//      from offset 0 (D holds only what does not fit there)
-//   SA[kStages][kBlockM], SB[kStages][1 or 2] (FP32)          scales of each stage
+//   D: BF16 tile for the TMA store (64-column slabs of kBlockM x 128 B, or plain rows for
+//      176 columns: bf16_tma_store.cuh); with split-K the FP32 partial tile (kBlockM x
+//      (kBlockN + 4) floats) instead overlays the stage ring from offset 0 (D holds only what
+//      does not fit there)
+//   SA[kStages][kBlockM], SB[kStages][1 to 3] (FP32)         scales of each stage
 //   full[kStages], empty[kStages]                            mbarriers
 // Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
 // cp.async arrivals); empty[s] when every math thread that read it has released it (each
@@ -50,11 +51,25 @@
 
 namespace kiln {
 
-// B scales per stage: a tile narrower than 128 lies in one 128-column scale block of B; a
-// 192-column tile starts at a multiple of 64 and a 256-column one at a multiple of 256, so
-// both span exactly two.
+// Tile widths: 64 and 128 columns lie in one 128-column scale block of B. 192 columns start 0
+// or 64 columns into one and 256 at a multiple of 256: both span two. 176 columns (N = 2112 in
+// 12 tiles) start at any multiple of 16 and span up to three.
 template <int kBlockN>
-inline constexpr int kScaleBlocksN = kBlockN <= 128 ? 1 : 2;
+inline constexpr bool kTileWidthOk =
+    kBlockN == 64 || kBlockN == 128 || kBlockN == 176 || kBlockN == 192 || kBlockN == 256;
+// The start of a tile within its first scale block is a multiple of gcd(kBlockN, 128).
+template <int kBlockN>
+inline constexpr int kTileAlign = (kBlockN & -kBlockN) < 128 ? (kBlockN & -kBlockN) : 128;
+// B scales per stage: the most scale blocks a tile spans.
+template <int kBlockN>
+inline constexpr int kScaleBlocksN = (128 - kTileAlign<kBlockN> + kBlockN - 1) / 128 + 1;
+// Bit o is set where some tile of the N range starts 16 * o columns into a scale block.
+template <int kN, int kBlockN>
+__device__ constexpr u32 tile_offsets() {
+  u32 mask = 0;
+  for (int n0 = 0; n0 < kN; n0 += kBlockN) mask |= 1u << (n0 % 128 / 16);
+  return mask;
+}
 // Columns of one wgmma batch: the tile, or for 256-column tiles one scale block (see above).
 template <int kBlockN>
 inline constexpr int kMmaN = kBlockN == 256 ? 128 : kBlockN;
@@ -78,19 +93,36 @@ struct Fp8GemmSmem {
 };
 
 // total += acc * scale for one K block (total = acc * scale for the first, kFirst): rows r and
-// r + 8 of this thread's fragment, column groups of 8 before kSecondJ in the tile's first B
-// scale block (scale0/scale1), the others in its second (scale2/scale3).
-template <int kBlockN, int kSecondJ, bool kFirst>
-__device__ __forceinline__ void promote(float* total, const float* acc, float scale0,
-                                        float scale1, float scale2, float scale3) {
+// r + 8 of this thread's fragment. Column groups of 8 before kJ1 lie in the tile's first B
+// scale block (scale[0] for row r, scale[1] for r + 8), those before kJ2 in its second
+// (scale[2], scale[3]), the others in its third (scale[4], scale[5]).
+template <int kBlockN, int kJ1, int kJ2, bool kFirst>
+__device__ __forceinline__ void promote(float* total, const float* acc, const float* scale) {
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
-    const float s_lo = j < kSecondJ ? scale0 : scale2, s_hi = j < kSecondJ ? scale1 : scale3;
+    const int b = j < kJ1 ? 0 : j < kJ2 ? 1 : 2;
+    const float s_lo = scale[2 * b], s_hi = scale[2 * b + 1];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const float s = i < 2 ? s_lo : s_hi;
       total[4 * j + i] = kFirst ? acc[4 * j + i] * s : total[4 * j + i] + acc[4 * j + i] * s;
     }
+  }
+}
+
+// f(IntConstant<o>) for a tile that starts 16 * o = 16 * offset columns into its first B
+// scale block, over the starts that occur (bits of kOffsets): one uniform branch per start,
+// none for the last.
+template <u32 kOffsets, int kOffset = 0, typename F>
+__device__ __forceinline__ void with_tile_offset(int offset, F&& f) {
+  if constexpr (kOffset < 8) {
+    if constexpr ((kOffsets >> kOffset) & 1) {
+      if ((kOffsets >> (kOffset + 1)) == 0 || offset == kOffset) {
+        f(IntConstant<kOffset>{});
+        return;
+      }
+    }
+    with_tile_offset<kOffsets, kOffset + 1>(offset, f);
   }
 }
 
@@ -111,10 +143,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   using Smem = Fp8GemmSmem<kBlockM, kBlockN, kStages, kSplitK>;
   static_assert(kBlockM % 64 == 0 && kMathWarpgroups <= 2, "kBlockM is 64 or 128");
   constexpr int kSbPerStage = kScaleBlocksN<kBlockN>;
-  static_assert(128 % kBlockN == 0 || kBlockN == 192 || kBlockN == 256,
-                "a tile lies in one 128-column scale block of B, or is 192 or 256 wide (two)");
+  static_assert(kTileWidthOk<kBlockN>, "tiles are 64, 128, 176, 192 or 256 columns wide");
   static_assert(kBlockN <= 128 || (kSplitK == 1 && kMulticastN == 1 && kMathWarpgroups == 2),
-                "192- and 256-column tiles are 128 rows and use neither split-K nor multicast");
+                "tiles over 128 columns are 128 rows and use neither split-K nor multicast");
   constexpr int kBatches = kBlockN / kMmaN<kBlockN>;  // wgmma batches per K block
   static_assert(kMulticastN == 1 || kSplitK == 1, "multicast and split-K are not combined");
   static_assert(kMulticastN == 1 || kMulticastN == 2, "multicast pairs only");
@@ -264,7 +295,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // with the shared-memory write, the others after the next K blocks' releases): at once,
     // its 32 KiB per warpgroup cost 4096 x 7168 x 2048 ~3% more (with 192 columns spreading
     // was 0.4-1.8% slower).
-    constexpr int kSlabs = kBlockN / 64, kSlabsAtOnce = kBatches == 2 ? 1 : kSlabs;
+    constexpr int kSlabs = kDSlabs<kBlockN>, kSlabsAtOnce = kBatches == 2 ? 1 : kSlabs;
     constexpr bool kSpreadStore = kDeferStore && kSlabsAtOnce < kSlabs;
     static_assert(!kSpreadStore || kKBlocks >= kSlabs - kSlabsAtOnce + 1,
                   "a tile's slabs are all stored before the next tile's output is pending");
@@ -273,7 +304,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       if constexpr (kSpreadStore)
         if (next_slab < kSlabs) {
           if (tid == 0) {
-            store_slab<kBlockM>(smem_d, &tmap_d, warpgroup, pending_m0, pending_n0, next_slab);
+            store_slab<kBlockM, kBlockN>(smem_d, &tmap_d, warpgroup, pending_m0, pending_n0,
+                                         next_slab);
             ptx::tma_store_commit();
           }
           ++next_slab;
@@ -331,14 +363,21 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         }
     };
 
+    // Where the tile's columns change B scale block depends on where it starts: 16 * offset
+    // columns into a scale block (with_tile_offset).
+    constexpr u32 kOffsets = kSbPerStage == 1 ? 1u : tile_offsets<kN, kBlockN>();
+    auto tile_offset = [&]() { return int(u32(tile.n_block * kBlockN) % 128 / 16); };
+
     // One K block of the tile; kFirst (the tile's first) sets the totals instead of adding.
     // kSlab: after its release, store the next slab of the previous tile's output.
-    auto k_block = [&](auto first, auto slab) {
+    // start: IntConstant<offset>, or IntConstant<-1> to find it here (once per tile: one copy
+    // of the block for all starts).
+    auto k_block = [&](auto first, auto slab, auto start) {
       constexpr bool kFirst = decltype(first)::value, kSlab = decltype(slab)::value;
+      constexpr int kStart = decltype(start)::value;
       ptx::mbarrier_wait(&full[stage], phase);
-      // SA * SB for rows r / r + 8 (scale0 / scale1) in the tile's first B scale block and
-      // in its second (scale2 / scale3).
-      float scale0, scale1, scale2, scale3;
+      // SA * SB for rows r / r + 8 (scale[2i] / scale[2i + 1]) in the tile's B scale block i.
+      float scale[2 * kSbPerStage];
 #pragma unroll
       for (int batch = 0; batch < kBatches; ++batch) {
 #pragma unroll
@@ -353,9 +392,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         if (batch == 0) {
           // The stage's scales, read while the tensor cores work (before it is released).
           const float sa0 = row_sa(stage, 0), sa1 = row_sa(stage, 1);
-          const float sb0 = smem_sb[stage * kSbPerStage];
-          const float sb1 = smem_sb[stage * kSbPerStage + kSbPerStage - 1];
-          scale0 = sa0 * sb0, scale1 = sa1 * sb0, scale2 = sa0 * sb1, scale3 = sa1 * sb1;
+#pragma unroll
+          for (int i = 0; i < kSbPerStage; ++i) {
+            const float sb_i = smem_sb[stage * kSbPerStage + i];
+            scale[2 * i] = sa0 * sb_i, scale[2 * i + 1] = sa1 * sb_i;
+          }
         }
 #pragma unroll
         for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
@@ -371,16 +412,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           if (batch == 0) store_pending_tile();
         if constexpr (kBatches == 2) {
           // 256 columns: batch b is scale block b of the tile.
-          promote<kAcc * 2, kAcc / 4, kFirst>(total + batch * kAcc, acc,
-                                              batch == 0 ? scale0 : scale2,
-                                              batch == 0 ? scale1 : scale3, 0.f, 0.f);
-        } else if (kSbPerStage == 1 || (tile.n_block * kBlockN) % 128 == 0) {
-          // A 192-column tile that starts on a scale block has its first 16 column groups
-          // in it, else (it starts 64 columns in) its first 8.
-          promote<kBlockN, kSbPerStage == 1 ? kBlockN / 8 : 16, kFirst>(
-              total, acc, scale0, scale1, scale2, scale3);
+          promote<kAcc * 2, 16, 16, kFirst>(total + batch * kAcc, acc, scale + 2 * batch);
         } else {
-          promote<kBlockN, 8, kFirst>(total, acc, scale0, scale1, scale2, scale3);
+          auto promote_from = [&](auto offset) {
+            // 16 - 2 * offset column groups in the first block, 16 in the second
+            constexpr int kJ1 = 16 - 2 * decltype(offset)::value;
+            promote<kBlockN, kJ1, kJ1 + 16, kFirst>(total, acc, scale);
+          };
+          if constexpr (kStart >= 0) promote_from(start);
+          else with_tile_offset<kOffsets>(tile_offset(), promote_from);
         }
       }
       next_stage();
@@ -415,8 +455,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       if constexpr (kMathWarpgroups == 2)
         ptx::named_barrier_arrive(kTurnBarrier + 1 - warpgroup, 256);
       const float sb0 = smem_sb[s0], sb1 = smem_sb[s1];
-      const float scale00 = row_sa(s0, 0) * sb0, scale01 = row_sa(s0, 1) * sb0;
-      const float scale10 = row_sa(s1, 0) * sb1, scale11 = row_sa(s1, 1) * sb1;
+      const float scale0[2] = {row_sa(s0, 0) * sb0, row_sa(s0, 1) * sb0};
+      const float scale1[2] = {row_sa(s1, 0) * sb1, row_sa(s1, 1) * sb1};
 #pragma unroll
       for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]), ptx::fence_register(acc2[i]);
       // The first stage goes back as soon as its batch is done: with few K blocks per tile
@@ -426,8 +466,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       ptx::wgmma_wait_group<0>();
       release(s1);
       if constexpr (kFirst) store_pending_tile();
-      promote<kBlockN, kBlockN / 8, kFirst>(total, acc, scale00, scale01, 0.f, 0.f);
-      promote<kBlockN, kBlockN / 8, false>(total, acc2, scale10, scale11, 0.f, 0.f);
+      promote<kBlockN, 16, 16, kFirst>(total, acc, scale0);
+      promote<kBlockN, 16, 16, false>(total, acc2, scale1);
     };
 
     while (next_tile()) {
@@ -435,7 +475,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         // An odd count starts with a single K block.
         int kb = kb_begin;
         if ((kb_end - kb_begin) % 2 == 1) {
-          k_block(Constant<true>{}, Constant<false>{});
+          k_block(Constant<true>{}, Constant<false>{}, IntConstant<0>{});
           kb += 1;
         } else {
           k_block_pair(Constant<true>{});
@@ -444,15 +484,27 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll 1
         for (; kb < kb_end; kb += 2) k_block_pair(Constant<false>{});
       } else {
-        k_block(Constant<true>{}, Constant<false>{});
+        k_block(Constant<true>{}, Constant<false>{}, IntConstant<-1>{});
         int kb = kb_begin + 1;
-        // The slabs a spread store left, one per K block, in a loop of their own.
-        if constexpr (kSpreadStore)
+        auto k_loop = [&](auto start) {
+          // The slabs a spread store left, one per K block, in a loop of their own.
+          if constexpr (kSpreadStore)
 #pragma unroll 1
-          for (; kb < kb_begin + 1 + kSlabs - kSlabsAtOnce; ++kb)
-            k_block(Constant<false>{}, Constant<true>{});
+            for (; kb < kb_begin + 1 + kSlabs - kSlabsAtOnce; ++kb)
+              k_block(Constant<false>{}, Constant<true>{}, start);
 #pragma unroll 1
-        for (; kb < kb_end; ++kb) k_block(Constant<false>{}, Constant<false>{});
+          for (; kb < kb_end; ++kb) k_block(Constant<false>{}, Constant<false>{}, start);
+        };
+        // 176-column tiles (eight starts) get a copy of the loop per start, with each column
+        // group's scale block fixed. Choosing the start per K block instead, ptxas merged the
+        // eight promotions into one behind ~17 register moves per start passed (20% slower);
+        // two copies with the groups that differ selecting at run time were 6% slower (the
+        // selects wait for registers the FFMAs free). Eight copies compile in ~0.9 s. 192-column
+        // tiles (two starts) choose per K block as before: the copies spilled in grouped kernels.
+        if constexpr (kTileAlign<kBlockN> < 64)
+          with_tile_offset<kOffsets>(tile_offset(), k_loop);
+        else
+          k_loop(IntConstant<-1>{});
       }
 
       if constexpr (kSplitK > 1) {
