@@ -99,7 +99,8 @@ __device__ __forceinline__ void store_packed_tile(const u32* packed, u8* smem_d,
 
   if (tid == 0) {
 #pragma unroll
-    for (int s = 0; s < kSlabs; ++s) store_slab<kBlockM, kBlockN>(smem_d, tmap_d, warpgroup, m0, n0, s);
+    for (int s = 0; s < kSlabs; ++s)
+      store_slab<kBlockM, kBlockN>(smem_d, tmap_d, warpgroup, m0, n0, s);
     ptx::tma_store_commit();
   }
 }
