@@ -134,8 +134,9 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
   // 128 x 176, 128 x 192 and 128 x 256 tiles: more MMA work per K block for the same
   // per-block overhead (neither split-K nor multicast: split over 2-4 CTAs measured 4-15%
   // slower than the best narrow candidate on every shape tried, docs/PERFORMANCE.md). 176
-  // divides N = 2112 (DeepSeek-V3's q/kv down-projection) into 12 tiles where 192 makes 11;
-  // dense only (no grouped shape needs it, and the by-row kernel spills).
+  // divides N = 2112 (DeepSeek-V3's q/kv down-projection) into 12 tiles where 192 makes 11,
+  // and at mid M fills the waves better for N = 4096 and 7168 too; dense only (no grouped
+  // shape needs it, and the by-row kernel spills).
   for (int block_n : {176, 192, 256})
     if (block_n != 176 || kind == Kind::kDense)
       configs.push_back({128, block_n, max_stages(128, block_n), 8, 1, 1});

@@ -20,7 +20,7 @@ GroupedLayout layout_of(Kind kind);  // a grouped kind's layout
 
 struct Config {
   int block_m = 128;  // 64 (one math warpgroup) or 128 (two)
-  int block_n = 128;  // 64, 128, or 192 / 256 (block_m 128, no split-K or multicast)
+  int block_n = 128;  // 64, 128, or 176 (dense) / 192 / 256 (block_m 128, no split-K or multicast)
   int stages = 4;     // depth of the shared-memory ring
   int group_m = 8;    // rasterization: block-rows per tile group
   int multicast_n = 1;  // 2: CTA pairs on adjacent N blocks share A by TMA multicast

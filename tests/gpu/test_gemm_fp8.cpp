@@ -88,6 +88,22 @@ TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanit
       CHECK(c.unwritten == 0);
       CHECK(c.rel_l2 < kTolerance);
     }
+  // 128 x 176 over N = 1424: tiles start at all eight multiples of 16 in a scale block (two
+  // of them span three), the last is partial; 3 K blocks (fewer than the stages, so each
+  // tile stores at once instead of during the next) and a padded ldd.
+  const kiln::gemm::Config wide176{128, 176, 4, 8};
+  for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor}) {
+    auto p = Fp8Problem::make(130, 1424, 384, layout, 0, 1440);
+    const auto ref = kiln::test::reference(*p);
+    p->poison_d();
+    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &wide176, nullptr);
+    const auto c = kiln::test::compare(*p, p->download_d(), ref);
+    INFO("block=128x176 n=1424 k=384 ldd=1440"
+         << (layout == ScaleLayout::kColMajor ? " column-major SA" : "") << " rel_l2=" << c.rel_l2);
+    CHECK(c.unwritten == 0);
+    CHECK(c.outside_touched == 0);
+    CHECK(c.rel_l2 < kTolerance);
+  }
 }
 
 TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu]") {

@@ -146,6 +146,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   static_assert(kTileWidthOk<kBlockN>, "tiles are 64, 128, 176, 192 or 256 columns wide");
   static_assert(kBlockN <= 128 || (kSplitK == 1 && kMulticastN == 1 && kMathWarpgroups == 2),
                 "tiles over 128 columns are 128 rows and use neither split-K nor multicast");
+  static_assert(kBlockN != 176 || kKind == kDense, "176-column tiles are dense only");
   constexpr int kBatches = kBlockN / kMmaN<kBlockN>;  // wgmma batches per K block
   static_assert(kMulticastN == 1 || kSplitK == 1, "multicast and split-K are not combined");
   static_assert(kMulticastN == 1 || kMulticastN == 2, "multicast pairs only");
