@@ -56,6 +56,15 @@ size_t KernelSpecHash::operator()(const KernelSpec& s) const noexcept {
   return static_cast<size_t>(h ^ (h >> 29));
 }
 
+namespace {
+
+// 128 x 176 tiles are for dense GEMMs only: no grouped (MoE) shape needs them, and the
+// grouped-by-row kernel spills with them. check_config, the candidates and the heuristic all
+// ask here.
+bool width_fits_kind(int block_n, Kind kind) { return block_n != 176 || kind == Kind::kDense; }
+
+}  // namespace
+
 int scale_blocks_per_tile(int block_n) {
   // Tiles start at multiples of block_n, so within a 128-column scale block at a multiple of
   // gcd(block_n, 128): 64 and 128 columns lie in one block, 192 and 256 span two, 176 three.
@@ -98,8 +107,8 @@ std::string check_config(const Config& c, int /*n*/, int k, Kind kind) {
     return fmt::format("block_n {} (64, 128, 176, 192 or 256)", c.block_n);
   if (wide && (c.block_m != 128 || c.split_k != 1 || c.multicast_n != 1))
     return fmt::format("block_n {} needs block_m 128, no split-K and no multicast", c.block_n);
-  if (c.block_n == 176 && kind != Kind::kDense)
-    return fmt::format("block_n 176 is for dense GEMMs only (not {})", to_string(kind));
+  if (!width_fits_kind(c.block_n, kind))
+    return fmt::format("block_n {} is for dense GEMMs only (not {})", c.block_n, to_string(kind));
   if (c.multicast_n != 1 && c.multicast_n != 2)
     return fmt::format("multicast_n {} (1 or 2)", c.multicast_n);
   if (c.split_k != 1 && c.split_k != 2 && c.split_k != 3 && c.split_k != 4 && c.split_k != 8)
@@ -135,10 +144,9 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
   // per-block overhead (neither split-K nor multicast: split over 2-4 CTAs measured 4-15%
   // slower than the best narrow candidate on every shape tried, docs/PERFORMANCE.md). 176
   // divides N = 2112 (DeepSeek-V3's q/kv down-projection) into 12 tiles where 192 makes 11,
-  // and at mid M fills the waves better for N = 4096 and 7168 too; dense only (no grouped
-  // shape needs it, and the by-row kernel spills).
+  // and at mid M fills the waves better for N = 4096 and 7168 too.
   for (int block_n : {176, 192, 256})
-    if (block_n != 176 || kind == Kind::kDense)
+    if (width_fits_kind(block_n, kind))
       configs.push_back({128, block_n, max_stages(128, block_n), 8, 1, 1});
   return configs;
 }
@@ -250,7 +258,7 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
   for (const auto& [block_m, block_n] :
        {std::pair{128, 128}, {128, 176}, {128, 192}, {128, 256}, {128, 64}, {64, 128}, {64, 64}}) {
     if (m <= 64 && block_m != 64) continue;
-    if (block_n == 176 && kind != Kind::kDense) continue;
+    if (!width_fits_kind(block_n, kind)) continue;
     for (int split : {1, 2, 3, 4}) {
       // Split K only for dense GEMMs, up to 128 columns, when every cluster fits at once and
       // every split keeps a few K blocks to pipeline.
