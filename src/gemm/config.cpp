@@ -65,10 +65,12 @@ bool width_fits_kind(int block_n, Kind kind) { return block_n != 176 || kind == 
 
 }  // namespace
 
-int scale_blocks_per_tile(int block_n) {
+int sb_per_stage(int block_n) {
   // Tiles start at multiples of block_n, so within a 128-column scale block at a multiple of
   // gcd(block_n, 128): 64 and 128 columns lie in one block, 192 and 256 span two, 176 three.
   const int align = std::min(block_n & -block_n, 128);
+  // 176: nine scale slots (four starts per loop copy), padded to 12 for 16-byte loads
+  if (align == 16) return 12;
   return (128 - align + block_n - 1) / 128 + 1;
 }
 
@@ -81,8 +83,8 @@ int shared_memory_bytes(const Config& c) {
   // Split-K: the FP32 partial tile overlays the stage ring (what does not fit extends it).
   const int d = c.split_k > 1 ? std::max(0, c.block_m * (c.block_n + 4) * 4 - c.stages * stage)
                               : c.block_m * c.block_n * 2;
-  const int sb_per_stage = scale_blocks_per_tile(c.block_n);
-  const int scales = (c.stages * c.block_m + (c.stages * sb_per_stage + 3) / 4 * 4) * 4;
+  const int sb = sb_per_stage(c.block_n);
+  const int scales = (c.stages * c.block_m + (c.stages * sb + 3) / 4 * 4) * 4;
   return 1024 + c.stages * stage + d + scales + 2 * c.stages * 8;
 }
 

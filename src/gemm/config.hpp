@@ -55,8 +55,10 @@ int threads_per_block(const Config& config);
 // Columns of one wgmma: the tile's, except 256-column tiles, which issue two 128-column
 // batches per K block (one per B scale block) so that their accumulators fit in registers.
 int wgmma_n(const Config& config);
-// B scale blocks (128 columns each) a tile of block_n columns spans at most.
-int scale_blocks_per_tile(int block_n);
+// B scale values a stage holds for a tile of block_n columns: one per 128-column scale block
+// it spans at most, or for 176 columns (a copy of the K loop per four tile starts) one per
+// scale slot, 1 + 2 x 4, padded to 12 for 16-byte loads. Mirrors kSbPerStage in the kernel.
+int sb_per_stage(int block_n);
 int shared_memory_bytes(const Config& config);  // mirrors Fp8GemmSmem in the kernel
 int max_stages(int block_m, int block_n, int split_k = 1);
 // Tiles (work units of one CTA) of an M x N problem.

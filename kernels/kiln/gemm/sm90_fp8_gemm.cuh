@@ -16,7 +16,8 @@
 //     during the next tile's first K block, while the other warpgroup's batch runs (a
 //     256-column tile's TMA store then goes out one 64-column slab per K block).
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
-//     copies the stage's scales (kBlockM of SA, 1 to 3 of SB) into shared memory with cp.async.
+//     copies the stage's scales (kBlockM of SA, 1 or 2 of SB, 9 for 176 columns: scale_slot)
+//     into shared memory with cp.async.
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
 // Shared memory, 1024-byte aligned:
 //   kStages x { A: kBlockM x 128 B | B: kBlockN x 128 B }   128-byte swizzle (TMA + wgmma)
@@ -24,7 +25,7 @@
 //      176 columns: bf16_tma_store.cuh); with split-K the FP32 partial tile (kBlockM x
 //      (kBlockN + 4) floats) instead overlays the stage ring from offset 0 (D holds only what
 //      does not fit there)
-//   SA[kStages][kBlockM], SB[kStages][1 to 3] (FP32)         scales of each stage
+//   SA[kStages][kBlockM], SB[kStages][1, 2 or 12] (FP32)    scales of each stage
 //   full[kStages], empty[kStages]                            mbarriers
 // Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
 // cp.async arrivals); empty[s] when every math thread that read it has released it (each
@@ -60,9 +61,21 @@ inline constexpr bool kTileWidthOk =
 // The start of a tile within its first scale block is a multiple of gcd(kBlockN, 128).
 template <int kBlockN>
 inline constexpr int kTileAlign = (kBlockN & -kBlockN) < 128 ? (kBlockN & -kBlockN) : 128;
-// B scales per stage: the most scale blocks a tile spans.
+// The most scale blocks a tile spans.
 template <int kBlockN>
 inline constexpr int kScaleBlocksN = (128 - kTileAlign<kBlockN> + kBlockN - 1) / 128 + 1;
+// Tile starts per copy of the K loop: 176-column tiles start at all eight multiples of 16 in
+// a scale block, and each copy serves four of them (scale_slot); other widths have one copy.
+template <int kBlockN>
+inline constexpr int kStartsPerCopy = kTileAlign<kBlockN> == 16 ? 4 : 1;
+// B scales per stage: one per scale block the tile spans, or with several starts per copy one
+// per scale slot (scale_slot), padded to a multiple of four for 16-byte loads.
+template <int kBlockN>
+inline constexpr int kSbSlots =
+    kStartsPerCopy<kBlockN> > 1 ? 1 + 2 * kStartsPerCopy<kBlockN> : kScaleBlocksN<kBlockN>;
+template <int kBlockN>
+inline constexpr int kSbPerStage =
+    kStartsPerCopy<kBlockN> > 1 ? (kSbSlots<kBlockN> + 3) / 4 * 4 : kSbSlots<kBlockN>;
 // Bit o is set where some tile of the N range starts 16 * o columns into a scale block.
 template <int kN, int kBlockN>
 __device__ constexpr u32 tile_offsets() {
@@ -86,21 +99,43 @@ struct Fp8GemmSmem {
   static constexpr int kD =
       kSplitK == 1 ? kBlockM * kBlockN * 2 : (kPartial > kRing ? kPartial - kRing : 0);
   static constexpr int kScales =
-      (kStages * kBlockM + (kStages * kScaleBlocksN<kBlockN> + 3) / 4 * 4) * 4;
+      (kStages * kBlockM + (kStages * kSbPerStage<kBlockN> + 3) / 4 * 4) * 4;
   static constexpr int kBarriers = 2 * kStages * 8;
   // + 1024 so the base can be aligned for the 128-byte swizzle
   static constexpr int kTotal = 1024 + kStages * kStage + kD + kScales + kBarriers;
 };
 
+// Which of a K block's scales column group j (of 8 columns) takes. Groups before kJ1 lie in
+// the tile's first B scale block, those before kJ2 in its second, the others in its third:
+// slots 0, 1, 2. With one copy of the K loop for kStarts tile starts 16 columns apart (kJ1,
+// kJ2 those of the first), the kStarts - 1 pairs of groups before each boundary lie on either
+// side of it depending on the start: each pair takes a slot of its own (slot_past_boundary),
+// and the three blocks take slots 0, kStarts and 2 * kStarts.
+template <int kJ1, int kJ2, int kStarts>
+__device__ constexpr int scale_slot(int j) {
+  constexpr int kLo1 = kJ1 - 2 * (kStarts - 1), kLo2 = kJ2 - 2 * (kStarts - 1);
+  return j < kLo1 ? 0
+         : j < kJ1 ? 1 + (j - kLo1) / 2
+         : j < kLo2 ? kStarts
+         : j < kJ2 ? kStarts + 1 + (j - kLo2) / 2
+                   : 2 * kStarts;
+}
+// Whether slot i takes the block after its own (i / kStarts): for the tile that starts d
+// starts after its copy's first, the pairs of a boundary's window from kStarts - 1 - d on lie
+// past the boundary.
+template <int kStarts>
+__device__ __forceinline__ bool slot_past_boundary(int i, int d) {
+  return i % kStarts != 0 && d >= kStarts - 1 - (i - 1) % kStarts;
+}
+
 // total += acc * scale for one K block (total = acc * scale for the first, kFirst): rows r and
-// r + 8 of this thread's fragment. Column groups of 8 before kJ1 lie in the tile's first B
-// scale block (scale[0] for row r, scale[1] for r + 8), those before kJ2 in its second
-// (scale[2], scale[3]), the others in its third (scale[4], scale[5]).
-template <int kBlockN, int kJ1, int kJ2, bool kFirst>
+// r + 8 of this thread's fragment; column group j takes scale[2 * slot] for row r and
+// scale[2 * slot + 1] for r + 8 (scale_slot).
+template <int kBlockN, int kJ1, int kJ2, bool kFirst, int kStarts = 1>
 __device__ __forceinline__ void promote(float* total, const float* acc, const float* scale) {
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
-    const int b = j < kJ1 ? 0 : j < kJ2 ? 1 : 2;
+    const int b = scale_slot<kJ1, kJ2, kStarts>(j);
     const float s_lo = scale[2 * b], s_hi = scale[2 * b + 1];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -126,6 +161,15 @@ __device__ __forceinline__ void with_tile_offset(int offset, F&& f) {
   }
 }
 
+// The copies' first starts: each start's bit moved down to a multiple of kStarts.
+template <int kStarts>
+__device__ constexpr u32 copy_offsets(u32 offsets) {
+  u32 mask = 0;
+  for (int o = 0; o < 8; ++o)
+    if ((offsets >> o) & 1) mask |= 1u << (o / kStarts * kStarts);
+  return mask;
+}
+
 template <int kKind, int kN, int kK, int kBlockM, int kBlockN, int kStages, int kGroupM,
           int kMulticastN, int kSplitK>
 __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
@@ -142,7 +186,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   constexpr int kClusterSize = kMulticastN * kSplitK;
   using Smem = Fp8GemmSmem<kBlockM, kBlockN, kStages, kSplitK>;
   static_assert(kBlockM % 64 == 0 && kMathWarpgroups <= 2, "kBlockM is 64 or 128");
-  constexpr int kSbPerStage = kScaleBlocksN<kBlockN>;
+  constexpr int kSbPerStage = ::kiln::kSbPerStage<kBlockN>, kSbSlots = ::kiln::kSbSlots<kBlockN>;
+  constexpr int kStartsPerCopy = ::kiln::kStartsPerCopy<kBlockN>;
   static_assert(kTileWidthOk<kBlockN>, "tiles are 64, 128, 176, 192 or 256 columns wide");
   static_assert(kBlockN <= 128 || (kSplitK == 1 && kMulticastN == 1 && kMathWarpgroups == 2),
                 "tiles over 128 columns are 128 rows and use neither split-K nor multicast");
@@ -227,12 +272,17 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     if constexpr (kMathWarpgroups == 2) ptx::setmaxnreg_dec<56>();
     const int producer_warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
     if (producer_warp == 1) {
-      // Scales: lane l copies SA rows l, l + 32, ... of the tile and lane i < kSbPerStage
-      // the SB value of the tile's i-th scale block.
+      // Scales: lane l copies SA rows l, l + 32, ... of the tile and lane i < kSbSlots the SB
+      // value of the tile's i-th scale block, or of scale slot i (scale_slot).
       int stage = 0;
       u32 phase = 0;
       while (next_tile()) {
-        const float* sb_n = sb_of(tile, lane < kSbPerStage ? lane : 0);
+        int block = lane < kSbSlots ? lane : 0;
+        if constexpr (kStartsPerCopy > 1) {
+          const int d = int(u32(tile.n_block * kBlockN) % 128 / 16) % kStartsPerCopy;
+          block = block / kStartsPerCopy + slot_past_boundary<kStartsPerCopy>(block, d);
+        }
+        const float* sb_n = sb_of(tile, block);
         const float* sa_g = sa + tile.group * sa_group_stride;
         for (int kb = kb_begin; kb < kb_end; ++kb) {
           ptx::mbarrier_wait(&empty[stage], phase ^ 1);
@@ -244,7 +294,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
                                 kb * sa_stride_k,
                             valid);
           }
-          if (lane < kSbPerStage)
+          if (lane < kSbSlots)
             ptx::cp_async_4(&smem_sb[stage * kSbPerStage + lane], sb_n + kb, true);
           ptx::cp_async_mbarrier_arrive_noinc(&full[stage]);
           if (++stage == kStages) stage = 0, phase ^= 1;
@@ -365,20 +415,24 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     };
 
     // Where the tile's columns change B scale block depends on where it starts: 16 * offset
-    // columns into a scale block (with_tile_offset).
+    // columns into a scale block (with_tile_offset). 176-column tiles start at all eight
+    // multiples of 16; the K loop has a copy per four of them (kStartsPerCopy, scale_slot).
     constexpr u32 kOffsets = kSbPerStage == 1 ? 1u : tile_offsets<kN, kBlockN>();
+    constexpr u32 kCopyOffsets = copy_offsets<kStartsPerCopy>(kOffsets);
     auto tile_offset = [&]() { return int(u32(tile.n_block * kBlockN) % 128 / 16); };
+    auto copy_offset = [&]() { return tile_offset() & ~(kStartsPerCopy - 1); };
 
     // One K block of the tile; kFirst (the tile's first) sets the totals instead of adding.
     // kSlab: after its release, store the next slab of the previous tile's output.
-    // start: IntConstant<offset>, or IntConstant<-1> to find it here (once per tile: one copy
-    // of the block for all starts).
+    // start: IntConstant<offset> (of the copy), or IntConstant<-1> to find it here (once per
+    // tile: one copy of the block for all starts).
     auto k_block = [&](auto first, auto slab, auto start) {
       constexpr bool kFirst = decltype(first)::value, kSlab = decltype(slab)::value;
       constexpr int kStart = decltype(start)::value;
       ptx::mbarrier_wait(&full[stage], phase);
-      // SA * SB for rows r / r + 8 (scale[2i] / scale[2i + 1]) in the tile's B scale block i.
-      float scale[2 * kSbPerStage];
+      // SA * SB for rows r / r + 8 (scale[2i] / scale[2i + 1]) in the tile's B scale block i,
+      // or in scale slot i (scale_slot).
+      float scale[2 * kSbSlots];
 #pragma unroll
       for (int batch = 0; batch < kBatches; ++batch) {
 #pragma unroll
@@ -393,11 +447,19 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         if (batch == 0) {
           // The stage's scales, read while the tensor cores work (before it is released).
           const float sa0 = row_sa(stage, 0), sa1 = row_sa(stage, 1);
+          float sb_stage[kSbPerStage];
+          if constexpr (kSbPerStage % 4 == 0) {
 #pragma unroll
-          for (int i = 0; i < kSbPerStage; ++i) {
-            const float sb_i = smem_sb[stage * kSbPerStage + i];
-            scale[2 * i] = sa0 * sb_i, scale[2 * i + 1] = sa1 * sb_i;
+            for (int i = 0; i < kSbPerStage; i += 4)
+              *reinterpret_cast<float4*>(&sb_stage[i]) =
+                  *reinterpret_cast<const float4*>(&smem_sb[stage * kSbPerStage + i]);
+          } else {
+#pragma unroll
+            for (int i = 0; i < kSbPerStage; ++i) sb_stage[i] = smem_sb[stage * kSbPerStage + i];
           }
+#pragma unroll
+          for (int i = 0; i < kSbSlots; ++i)
+            scale[2 * i] = sa0 * sb_stage[i], scale[2 * i + 1] = sa1 * sb_stage[i];
         }
 #pragma unroll
         for (int i = 0; i < kAcc; ++i) ptx::fence_register(acc[i]);
@@ -418,10 +480,10 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
           auto promote_from = [&](auto offset) {
             // 16 - 2 * offset column groups in the first block, 16 in the second
             constexpr int kJ1 = 16 - 2 * decltype(offset)::value;
-            promote<kBlockN, kJ1, kJ1 + 16, kFirst>(total, acc, scale);
+            promote<kBlockN, kJ1, kJ1 + 16, kFirst, kStartsPerCopy>(total, acc, scale);
           };
           if constexpr (kStart >= 0) promote_from(start);
-          else with_tile_offset<kOffsets>(tile_offset(), promote_from);
+          else with_tile_offset<kCopyOffsets>(copy_offset(), promote_from);
         }
       }
       next_stage();
@@ -496,14 +558,19 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
 #pragma unroll 1
           for (; kb < kb_end; ++kb) k_block(Constant<false>{}, Constant<false>{}, start);
         };
-        // 176-column tiles (eight starts) get a copy of the loop per start, with each column
-        // group's scale block fixed. Choosing the start per K block instead, ptxas merged the
-        // eight promotions into one behind ~17 register moves per start passed (20% slower);
-        // two copies with the groups that differ selecting at run time were 6% slower (the
-        // selects wait for registers the FFMAs free). Eight copies compile in ~0.9 s. 192-column
-        // tiles (two starts) choose per K block as before: the copies spilled in grouped kernels.
+        // 176-column tiles (eight starts) get a copy of the loop per four starts, with each
+        // column group's scale slot fixed (scale_slot). Choosing the start per K block instead,
+        // ptxas merged the eight promotions into one behind ~17 register moves per start passed
+        // (20% slower); two copies with the groups that differ selecting at run time were 6%
+        // slower (the selects wait for registers the FFMAs free). With slots the math warps
+        // select nothing: the scale warp copies each slot's SB value (its block chosen once
+        // per tile), so the path from the wgmma wait is the FFMAs alone. A copy per start
+        // compiled in ~0.8 s, one per four starts in ~0.3 s (0.3-1.1% slower: 4-8 more FMULs
+        // before the wait); one copy for all eight put 20 FMULs after the wait.
+        // 192-column tiles (two starts) choose per K block as before: the copies spilled in
+        // grouped kernels.
         if constexpr (kTileAlign<kBlockN> < 64)
-          with_tile_offset<kOffsets>(tile_offset(), k_loop);
+          with_tile_offset<kCopyOffsets>(copy_offset(), k_loop);
         else
           k_loop(IntConstant<-1>{});
       }
