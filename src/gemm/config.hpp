@@ -57,7 +57,8 @@ int threads_per_block(const Config& config);
 int wgmma_n(const Config& config);
 // B scale values a stage holds for a tile of block_n columns: one per 128-column scale block
 // it spans at most, or for 176 columns (a copy of the K loop per four tile starts) one per
-// scale slot, 1 + 2 x 4, padded to 12 for 16-byte loads. Mirrors kSbPerStage in the kernel.
+// scale slot a tile takes (7), padded to 8 for 16-byte loads. Mirrors kSbPerStage in the
+// kernel (the generated source asserts the shared-memory total).
 int sb_per_stage(int block_n);
 int shared_memory_bytes(const Config& config);  // mirrors Fp8GemmSmem in the kernel
 int max_stages(int block_m, int block_n, int split_k = 1);

@@ -104,6 +104,19 @@ TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanit
     CHECK(c.outside_touched == 0);
     CHECK(c.rel_l2 < kTolerance);
   }
+  // ... and over more tiles than SMs (16 x 9 = 144): CTAs go on to a tile at another start
+  // (another copy of the K loop, other scale slots from the scale warp) while the previous
+  // tile's output is stored during the next one's first K block (8 K blocks: deferred).
+  {
+    auto p = Fp8Problem::make(2000, 1424, 1024);
+    const auto ref = kiln::test::reference(*p);
+    p->poison_d();
+    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &wide176, nullptr);
+    const auto c = kiln::test::compare(*p, p->download_d(), ref);
+    INFO("block=128x176 m=2000 n=1424 k=1024 rel_l2=" << c.rel_l2);
+    CHECK(c.unwritten == 0);
+    CHECK(c.rel_l2 < kTolerance);
+  }
 }
 
 TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu]") {

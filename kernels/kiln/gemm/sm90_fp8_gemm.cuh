@@ -16,7 +16,7 @@
 //     during the next tile's first K block, while the other warpgroup's batch runs (a
 //     256-column tile's TMA store then goes out one 64-column slab per K block).
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
-//     copies the stage's scales (kBlockM of SA, 1 or 2 of SB, 9 for 176 columns: scale_slot)
+//     copies the stage's scales (kBlockM of SA, 1 or 2 of SB, 7 for 176 columns: scale_slot)
 //     into shared memory with cp.async.
 //     Loading scales in the math loop instead puts a global-memory latency on every K block.
 // Shared memory, 1024-byte aligned:
@@ -25,7 +25,7 @@
 //      176 columns: bf16_tma_store.cuh); with split-K the FP32 partial tile (kBlockM x
 //      (kBlockN + 4) floats) instead overlays the stage ring from offset 0 (D holds only what
 //      does not fit there)
-//   SA[kStages][kBlockM], SB[kStages][1, 2 or 12] (FP32)    scales of each stage
+//   SA[kStages][kBlockM], SB[kStages][1, 2 or 8] (FP32)     scales of each stage
 //   full[kStages], empty[kStages]                            mbarriers
 // Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
 // cp.async arrivals); empty[s] when every math thread that read it has released it (each
@@ -68,11 +68,38 @@ inline constexpr int kScaleBlocksN = (128 - kTileAlign<kBlockN> + kBlockN - 1) /
 // a scale block, and each copy serves four of them (scale_slot); other widths have one copy.
 template <int kBlockN>
 inline constexpr int kStartsPerCopy = kTileAlign<kBlockN> == 16 ? 4 : 1;
+// Which of a K block's scales column group j (of 8 columns) takes. Groups before j1 lie in
+// the tile's first B scale block, those before j2 in its second, the others in its third:
+// slots 0, 1, 2. With one copy of the K loop for `starts` tile starts 16 columns apart (j1,
+// j2 those of the first), the starts - 1 pairs of groups before each boundary lie on either
+// side of it depending on the start: each pair takes a slot of its own (slot_past_boundary),
+// and the three blocks take slots 0, starts and 2 * starts.
+__device__ constexpr int scale_slot(int j1, int j2, int starts, int j) {
+  const int lo1 = j1 - 2 * (starts - 1), lo2 = j2 - 2 * (starts - 1);
+  return j < lo1 ? 0
+         : j < j1 ? 1 + (j - lo1) / 2
+         : j < lo2 ? starts
+         : j < j2 ? starts + 1 + (j - lo2) / 2
+                  : 2 * starts;
+}
+// The scale slots some column group of a kBlockN-column tile takes, over the copies' first
+// starts (for 176 columns 0 to 6: a tile's last group lies before the second boundary's
+// window ends, so slots 7 and 8 are never taken).
+template <int kBlockN, int kStarts>
+__device__ constexpr int reachable_slots() {
+  int slots = 0;
+  for (int o = 0; o < 8; o += kStarts)
+    for (int j = 0; j < kBlockN / 8; ++j)
+      if (scale_slot(16 - 2 * o, 32 - 2 * o, kStarts, j) >= slots)
+        slots = scale_slot(16 - 2 * o, 32 - 2 * o, kStarts, j) + 1;
+  return slots;
+}
 // B scales per stage: one per scale block the tile spans, or with several starts per copy one
 // per scale slot (scale_slot), padded to a multiple of four for 16-byte loads.
 template <int kBlockN>
-inline constexpr int kSbSlots =
-    kStartsPerCopy<kBlockN> > 1 ? 1 + 2 * kStartsPerCopy<kBlockN> : kScaleBlocksN<kBlockN>;
+inline constexpr int kSbSlots = kStartsPerCopy<kBlockN> > 1
+                                    ? reachable_slots<kBlockN, kStartsPerCopy<kBlockN>>()
+                                    : kScaleBlocksN<kBlockN>;
 template <int kBlockN>
 inline constexpr int kSbPerStage =
     kStartsPerCopy<kBlockN> > 1 ? (kSbSlots<kBlockN> + 3) / 4 * 4 : kSbSlots<kBlockN>;
@@ -105,21 +132,6 @@ struct Fp8GemmSmem {
   static constexpr int kTotal = 1024 + kStages * kStage + kD + kScales + kBarriers;
 };
 
-// Which of a K block's scales column group j (of 8 columns) takes. Groups before kJ1 lie in
-// the tile's first B scale block, those before kJ2 in its second, the others in its third:
-// slots 0, 1, 2. With one copy of the K loop for kStarts tile starts 16 columns apart (kJ1,
-// kJ2 those of the first), the kStarts - 1 pairs of groups before each boundary lie on either
-// side of it depending on the start: each pair takes a slot of its own (slot_past_boundary),
-// and the three blocks take slots 0, kStarts and 2 * kStarts.
-template <int kJ1, int kJ2, int kStarts>
-__device__ constexpr int scale_slot(int j) {
-  constexpr int kLo1 = kJ1 - 2 * (kStarts - 1), kLo2 = kJ2 - 2 * (kStarts - 1);
-  return j < kLo1 ? 0
-         : j < kJ1 ? 1 + (j - kLo1) / 2
-         : j < kLo2 ? kStarts
-         : j < kJ2 ? kStarts + 1 + (j - kLo2) / 2
-                   : 2 * kStarts;
-}
 // Whether slot i takes the block after its own (i / kStarts): for the tile that starts d
 // starts after its copy's first, the pairs of a boundary's window from kStarts - 1 - d on lie
 // past the boundary.
@@ -135,7 +147,7 @@ template <int kBlockN, int kJ1, int kJ2, bool kFirst, int kStarts = 1>
 __device__ __forceinline__ void promote(float* total, const float* acc, const float* scale) {
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {
-    const int b = scale_slot<kJ1, kJ2, kStarts>(j);
+    const int b = scale_slot(kJ1, kJ2, kStarts, j);
     const float s_lo = scale[2 * b], s_hi = scale[2 * b + 1];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -260,7 +272,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   };
   // A tile's B rows and scales: group g's B is rows [g * kN, (g + 1) * kN) of the 2D map.
   // n_block can be one past the end in a multicast pair: clamp the scale row it reads.
-  // Scale block i (< kSbPerStage) of the tile: a block past N is only read for columns past N.
+  // Scale block i (< kScaleBlocksN) of the tile: a block past N is only read for columns past N.
   auto sb_of = [&](const Tile& t, int i) {
     return sb + t.group * sb_group_stride +
            min(min(t.n_block * kBlockN, kN - 1) / 128 + i, (kN - 1) / 128) * sb_stride;
@@ -447,7 +459,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         if (batch == 0) {
           // The stage's scales, read while the tensor cores work (before it is released).
           const float sa0 = row_sa(stage, 0), sa1 = row_sa(stage, 1);
-          float sb_stage[kSbPerStage];
+          alignas(16) float sb_stage[kSbPerStage];
           if constexpr (kSbPerStage % 4 == 0) {
 #pragma unroll
             for (int i = 0; i < kSbPerStage; i += 4)
@@ -565,7 +577,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         // slower (the selects wait for registers the FFMAs free). With slots the math warps
         // select nothing: the scale warp copies each slot's SB value (its block chosen once
         // per tile), so the path from the wgmma wait is the FFMAs alone. A copy per start
-        // compiled in ~0.8 s, one per four starts in ~0.3 s (0.3-1.1% slower: 4-8 more FMULs
+        // compiled in ~0.8 s, one per four starts in ~0.3 s (0.3-1.1% slower: 6-10 more FMULs
         // before the wait); one copy for all eight put 20 FMULs after the wait.
         // 192-column tiles (two starts) choose per K block as before: the copies spilled in
         // grouped kernels.
