@@ -273,6 +273,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   // A tile's B rows and scales: group g's B is rows [g * kN, (g + 1) * kN) of the 2D map.
   // n_block can be one past the end in a multicast pair: clamp the scale row it reads.
   // Scale block i (< kScaleBlocksN) of the tile: a block past N is only read for columns past N.
+  // Where the current tile starts in its first scale block, in 16-column steps (0..7).
+  auto tile_offset = [&]() { return int(u32(tile.n_block * kBlockN) % 128 / 16); };
   auto sb_of = [&](const Tile& t, int i) {
     return sb + t.group * sb_group_stride +
            min(min(t.n_block * kBlockN, kN - 1) / 128 + i, (kN - 1) / 128) * sb_stride;
@@ -291,7 +293,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       while (next_tile()) {
         int block = lane < kSbSlots ? lane : 0;
         if constexpr (kStartsPerCopy > 1) {
-          const int d = int(u32(tile.n_block * kBlockN) % 128 / 16) % kStartsPerCopy;
+          const int d = tile_offset() % kStartsPerCopy;
           block = block / kStartsPerCopy + slot_past_boundary<kStartsPerCopy>(block, d);
         }
         const float* sb_n = sb_of(tile, block);
@@ -429,9 +431,8 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // Where the tile's columns change B scale block depends on where it starts: 16 * offset
     // columns into a scale block (with_tile_offset). 176-column tiles start at all eight
     // multiples of 16; the K loop has a copy per four of them (kStartsPerCopy, scale_slot).
-    constexpr u32 kOffsets = kSbPerStage == 1 ? 1u : tile_offsets<kN, kBlockN>();
+    constexpr u32 kOffsets = kScaleBlocksN<kBlockN> == 1 ? 1u : tile_offsets<kN, kBlockN>();
     constexpr u32 kCopyOffsets = copy_offsets<kStartsPerCopy>(kOffsets);
-    auto tile_offset = [&]() { return int(u32(tile.n_block * kBlockN) % 128 / 16); };
     auto copy_offset = [&]() { return tile_offset() & ~(kStartsPerCopy - 1); };
 
     // One K block of the tile; kFirst (the tile's first) sets the totals instead of adding.
@@ -589,7 +590,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         // before the wait); one copy for all eight put 20 FMULs after the wait.
         // 192-column tiles (two starts) choose per K block as before: the copies spilled in
         // grouped kernels.
-        if constexpr (kTileAlign<kBlockN> < 64)
+        if constexpr (kStartsPerCopy > 1)
           with_tile_offset<kCopyOffsets>(copy_offset(), k_loop);
         else
           k_loop(IntConstant<-1>{});
