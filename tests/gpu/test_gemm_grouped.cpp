@@ -215,6 +215,28 @@ TEST_CASE("every grouped candidate configuration is correct", "[gpu][grouped][co
     }
 }
 
+TEST_CASE("contiguous groups: partial tiles between full ones and several tiles per CTA",
+          "[gpu][grouped][configs]") {
+  KILN_REQUIRE_GPU();
+  // Enough tiles that every CTA takes several, so a full tile's deferred store meets the
+  // next tile's row-by-row store of a group's end (by row: padding rows; by offset: the next
+  // group's rows), in every candidate configuration.
+  auto counts = random_counts(12, 0, 700);
+  counts[0] = 3 * 128, counts[1] = 129, counts[2] = 0, counts[3] = 127;
+  for (const GroupedLayout layout :
+       {GroupedLayout::kContiguousByRow, GroupedLayout::kContiguousByOffset}) {
+    Grouped p(layout, counts, 4096, 2048);
+    for (const auto& config :
+         kiln::gemm::candidate_configs(4096, 2048, kiln::gemm::Kind::kGroupedByRow)) {
+      INFO("layout " << int(layout) << " block " << config.block_m << "x" << config.block_n
+                     << " stages " << config.stages);
+      p.poison();
+      kiln::gemm::launch_fp8_grouped(kiln::Runtime::instance(), p.args(), &config, nullptr);
+      p.check();
+    }
+  }
+}
+
 TEST_CASE("a captured masked GEMM replays correctly with new masked_m", "[gpu][grouped]") {
   KILN_REQUIRE_GPU();
   const auto& cu = kiln::driver::get();
