@@ -352,7 +352,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // the next tile then reuses). Where a tile fills the ring (with fewer K blocks ptxas
     // injected a wgmma wait, C7517). A 256-column tile stores before its stage is released
     // (registers), so there only where a tile has at least two rings of K blocks (at K = 512,
-    // 1024 x 32768: 2.5% slower). Dense and grouped by row: deferring measured 1-1.5% slower
+    // 1024 x 32768: 2.5% slower). Dense and grouped by row: deferring measured 0.5-1.5% slower
     // in the masked kind (whose decode shapes give a CTA one or two tiles) and ~1% slower by
     // offset.
     constexpr bool kDeferStore = (kKind == kDense || kKind == kGroupedByRow) && kSplitK == 1 &&
