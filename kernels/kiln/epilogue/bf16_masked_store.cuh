@@ -9,32 +9,20 @@
 
 namespace kiln {
 
-// This thread's fragment into smem_d: FP32 accumulators (packed here) or BF16 pairs
-// (pack_tile_bf16).
-template <int kBlockM, int kBlockN>
-__device__ __forceinline__ void write_fragment(const float* acc, u8* smem_d, int warpgroup) {
-  u32 packed[kBlockN / 4];
-  pack_tile_bf16<kBlockN>(acc, packed);
-  write_tile_bf16<kBlockM, kBlockN>(packed, smem_d, warpgroup);
-}
-template <int kBlockM, int kBlockN>
-__device__ __forceinline__ void write_fragment(const u32* packed, u8* smem_d, int warpgroup) {
-  write_tile_bf16<kBlockM, kBlockN>(packed, smem_d, warpgroup);
-}
-
-// fragment: write_fragment's.
 // row_valid(r): r is a row of the tile (0 .. kBlockM - 1); columns past kN are skipped.
-template <int kBlockM, int kBlockN, int kN, typename Fragment, typename RowValid>
-__device__ __forceinline__ void store_tile_bf16_masked(const Fragment* fragment, u8* smem_d,
-                                                       u16* d, i64 ldd, int warpgroup, int row0,
-                                                       int n0, RowValid row_valid) {
+template <int kBlockM, int kBlockN, int kN, typename RowValid>
+__device__ __forceinline__ void store_tile_bf16_masked(const float* acc, u8* smem_d, u16* d,
+                                                       i64 ldd, int warpgroup, int row0, int n0,
+                                                       RowValid row_valid) {
   constexpr int kChunksPerRow = kBlockN / 8;  // 16-byte chunks
   const int tid = threadIdx.x % 128;
 
   // The previous tile's reads of smem_d (a TMA store's, this warpgroup's) are done.
   if (tid == 0) ptx::tma_store_wait_read();
   ptx::named_barrier_sync(1 + warpgroup, 128);
-  write_fragment<kBlockM, kBlockN>(fragment, smem_d, warpgroup);
+  u32 packed[kBlockN / 4];
+  pack_tile_bf16<kBlockN>(acc, packed);
+  write_tile_bf16<kBlockM, kBlockN>(packed, smem_d, warpgroup);
   ptx::named_barrier_sync(1 + warpgroup, 128);
 
   for (int i = tid; i < 64 * kChunksPerRow; i += 128) {

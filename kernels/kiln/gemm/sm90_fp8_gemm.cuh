@@ -12,10 +12,9 @@
 //     warpgroups take turns issuing (ping-pong), so one promotes while the other's batch runs.
 //     A 256-column tile is done as two 128-column batches per K block, one per B scale
 //     block, into the same accumulators: 128 totals + 64 accumulators fit the 224 registers
-//     where 128 + 128 would not. A full tile's output (BF16 pairs in registers; dense and
-//     grouped by row) is stored during the next tile's first K block, while the
-//     other warpgroup's batch runs (a 256-column tile's TMA store then goes out one 64-column
-//     slab per K block).
+//     where 128 + 128 would not. A dense tile's output (BF16 pairs in registers) is stored
+//     during the next tile's first K block, while the other warpgroup's batch runs (a
+//     256-column tile's TMA store then goes out one 64-column slab per K block).
 //   producer warpgroup (last): warp 0 (one thread) issues the TMA loads of A and B; warp 1
 //     copies the stage's scales (kBlockM of SA, 1 or 2 of SB, 7 for 176 columns: scale_slot)
 //     into shared memory with cp.async.
@@ -256,20 +255,26 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   ptx::griddep_wait();
   ptx::griddep_launch_dependents();
 
-  TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN> scheduler(
+  // The by-row kind's group lookups, one tile ahead (TileScheduler::load_ahead), except in
+  // 192-column tiles: there the producer's 56 registers spilled at some K-block counts.
+  constexpr bool kLookAhead = kKind == kGroupedByRow && kBlockN != 192;
+  constexpr int kWarpLookup = kLookAhead ? kLookupAhead : kLookupNow;
+  constexpr int kThreadLookup = kLookAhead ? kLookupAheadLane0 : kLookupNow;
+  TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN, kLookAhead> scheduler(
       m, group_info, num_groups, group_rows, group_prefix);
   Tile tile{};
   // Split-K: every thread learns the cluster's one tile up front (all of them reduce it).
-  bool split_tile = kSplitK > 1 && scheduler.template next<false>(tile);
+  bool split_tile = kSplitK > 1 && scheduler.template next<kLookupNow>(tile);
   const bool has_split_tile = split_tile;
-  // whole_warp: Constant<true> where every lane of the warp calls it (TileScheduler::next).
-  auto next_tile = [&](auto whole_warp) -> bool {
+  // lookup: IntConstant<kWarpLookup> where every lane of the warp calls it, or
+  // <kThreadLookup> for one thread, lane 0 of its warp (TileScheduler::next).
+  auto next_tile = [&](auto lookup) -> bool {
     if constexpr (kSplitK > 1) {
       const bool pending = split_tile;
       split_tile = false;
       return pending;
     } else {
-      return scheduler.template next<decltype(whole_warp)::value>(tile);
+      return scheduler.template next<decltype(lookup)::value>(tile);
     }
   };
   // A tile's B rows and scales: group g's B is rows [g * kN, (g + 1) * kN) of the 2D map.
@@ -292,7 +297,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       // value of the tile's i-th scale block, or of scale slot i (scale_slot).
       int stage = 0;
       u32 phase = 0;
-      while (next_tile(Constant<true>{})) {
+      while (next_tile(IntConstant<kWarpLookup>{})) {
         int block = lane < kSbSlots ? lane : 0;
         if constexpr (kStartsPerCopy > 1) {
           const int d = tile_offset() % kStartsPerCopy;
@@ -319,7 +324,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     } else if (threadIdx.x % 128 == 0) {
       int stage = 0;
       u32 phase = 0;
-      while (next_tile(Constant<false>{})) {
+      while (next_tile(IntConstant<kThreadLookup>{})) {
         for (int kb = kb_begin; kb < kb_end; ++kb) {
           ptx::mbarrier_wait(&empty[stage], phase ^ 1);
           // A: a_load_rows per CTA of the pair (with multicast both halves land here), B: all.
@@ -347,15 +352,14 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     constexpr int kAcc = kMmaN<kBlockN> / 2;  // accumulators of one batch
     float acc[kAcc];
     float total[kBlockN / 2];  // set by the tile's first K block
-    // Full tiles store their output during the next tile's first K block, while the other
+    // Dense tiles store their output during the next tile's first K block, while the other
     // warpgroup's batch runs: BF16 pairs wait here (half the registers of the totals, which
     // the next tile then reuses). Where a tile fills the ring (with fewer K blocks ptxas
     // injected a wgmma wait, C7517). A 256-column tile stores before its stage is released
     // (registers), so there only where a tile has at least two rings of K blocks (at K = 512,
-    // 1024 x 32768: 2.5% slower). Dense and grouped by row: deferring measured 0.5-1.5% slower
-    // in the masked kind (whose decode shapes give a CTA one or two tiles) and ~1% slower by
-    // offset.
-    constexpr bool kDeferStore = (kKind == kDense || kKind == kGroupedByRow) && kSplitK == 1 &&
+    // 1024 x 32768: 2.5% slower). Grouped tiles store at once: deferring their full tiles
+    // measured 0-1.5% slower in every grouped kind (docs/PERFORMANCE.md).
+    constexpr bool kDeferStore = kKind == kDense && kSplitK == 1 &&
                                  kKBlocks >= (kBatches == 1 ? kStages : 2 * kStages);
     u32 packed[kDeferStore ? kBlockN / 4 : 1];
     bool store_pending = false;
@@ -558,7 +562,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       promote<kBlockN, 16, 16, false>(total, acc2, scale1);
     };
 
-    while (next_tile(Constant<true>{})) {
+    while (next_tile(IntConstant<kWarpLookup>{})) {
       if constexpr (kPairs) {
         // An odd count starts with a single K block.
         int kb = kb_begin;
@@ -606,7 +610,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kRingFreeBarrier, 256);
         ptx::fence_proxy_async_shared();
         store_partial<kBlockN>(total, reinterpret_cast<float*>(smem), warpgroup);
-      } else if constexpr (kDeferStore && kKind == kDense) {
+      } else if constexpr (kDeferStore) {
         pack_tile_bf16<kBlockN>(total, packed);
         store_pending = true;
         pending_m0 = tile.row0, pending_n0 = tile.n_block * kBlockN;
@@ -614,34 +618,20 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
         store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, tile.row0,
                                           tile.n_block * kBlockN);
       } else {
-        // A full tile of one group (the common case) goes out by TMA like a dense one, and
-        // like it deferred where dense defers; a group's last, partial tile at once, row by
-        // row. The scheduler found which is which.
+        // A full tile of one group (the common case) goes out by TMA like a dense one; a
+        // group's last, partial tile row by row (the scheduler found which is which).
         const Tile t = tile;
-        auto store_masked = [&](const auto* fragment) {
+        if (t.rows == kBlockM) {
+          store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, t.row0,
+                                            t.n_block * kBlockN);
+        } else {
           store_tile_bf16_masked<kBlockM, kBlockN, kN>(
-              fragment, smem_d, d, ldd, warpgroup, t.row0, t.n_block * kBlockN, [&](int r) {
+              total, smem_d, d, ldd, warpgroup, t.row0, t.n_block * kBlockN, [&](int r) {
                 if (r >= t.rows) return false;
                 if constexpr (kKind == kGroupedByRow)
                   return __ldg(group_info + t.row0 + r) == t.group;
                 return true;
               });
-        };
-        if constexpr (kDeferStore) {
-          // Both paths set `packed`: one that left the previous tile's values there would
-          // keep them live through the K loop (528 bytes of spills with 256 columns).
-          pack_tile_bf16<kBlockN>(total, packed);
-          if (t.rows == kBlockM) {
-            store_pending = true;
-            pending_m0 = t.row0, pending_n0 = t.n_block * kBlockN;
-          } else {
-            store_masked(packed);
-          }
-        } else if (t.rows == kBlockM) {
-          store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, t.row0,
-                                            t.n_block * kBlockN);
-        } else {
-          store_masked(total);
         }
       }
     }

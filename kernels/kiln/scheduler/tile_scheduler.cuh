@@ -22,6 +22,14 @@ enum GemmKind : int {
 
 inline constexpr int kMaxGroups = 1024;
 
+// How a caller of TileScheduler::next learns a by-row block's groups (other kinds ignore it).
+enum Lookup : int {
+  kLookupAhead = 0,       // every lane of the warp at once: from `ahead`, loaded a tile earlier
+  kLookupAheadLane0 = 1,  // one thread, lane 0 of its warp: from `ahead`, the group only
+                          // (tile.rows is then not reduced for a padding last row)
+  kLookupNow = 2,         // loaded here: no register held from one tile to the next
+};
+
 struct Tile {
   int group;
   int row0;        // first row in A and D
@@ -42,8 +50,9 @@ __device__ __forceinline__ int unit_m_block(int unit, int units_per_group_rows, 
   return first_m + in_band % rows_in_band;
 }
 
+// kLookAhead: the by-row kind loads each block's groups a tile ahead (load_ahead).
 template <int kKind, int kBlockM, int kNumNBlocks, int kGroupM, int kClusterSize,
-          int kMulticastN>
+          int kMulticastN, bool kLookAhead = false>
 struct TileScheduler {
   static constexpr int kNumNGroups = ceil_div(kNumNBlocks, kMulticastN);
   const int* group_info;
@@ -97,14 +106,14 @@ struct TileScheduler {
     return unit_m_block(unit, kGroupM * kNumNGroups, m_blocks(), kGroupM, n_group);
   }
 
-  // Grouped by row: starts the load of `ahead` for unit next_unit (a no-op for the other
-  // kinds). Each lane of a pair loads from an address of its own, so the value stays in a
+  // Grouped by row (kLookAhead): starts the load of `ahead` for unit next_unit (a no-op
+  // otherwise). Each lane of a pair loads from an address of its own, so the value stays in a
   // vector register and the thread waits for it only where next() reads it, a tile later.
   // (Waiting at every tile start, for a load that often misses L2 under the GEMM's traffic,
   // cost ~3%. The other grouped kinds read group_info per group, not per row, and measured
   // no gain from loading ahead.)
   __device__ __forceinline__ void load_ahead() {
-    if constexpr (kKind == kGroupedByRow) {
+    if constexpr (kKind == kGroupedByRow && kLookAhead) {
       if (next_unit >= num_units()) return;
       int n_group = 0;
       const int row0 = m_block_of(next_unit, n_group) * kBlockM;
@@ -126,11 +135,9 @@ struct TileScheduler {
 
   __device__ __forceinline__ int num_units() const { return m_blocks() * kNumNGroups; }
 
-  // kWholeWarp: called by all lanes of the warp at once; otherwise by one thread, lane 0 of
-  // its warp, which in the by-row kind learns only the group (tile.rows is then not reduced
-  // for a padding last row).
-  template <bool kWholeWarp>
+  template <int kLookup>
   __device__ __forceinline__ bool next(Tile& tile) {
+    static_assert(kLookAhead || kLookup == kLookupNow, "nothing was loaded ahead");
     const int units = num_units();
     while (next_unit < units) {
       const int unit = next_unit;
@@ -149,13 +156,18 @@ struct TileScheduler {
         // Its last row tells whether the group fills it.
         tile.row0 = tile.local_row0 = mb * kBlockM;
         tile.rows = min(kBlockM, m - tile.row0);
-        if constexpr (kWholeWarp) {
-          tile.group = __shfl_sync(0xffffffff, ahead, 0);
-          if (__shfl_sync(0xffffffff, ahead, 1) != tile.group) tile.rows -= 1;  // padding
+        if constexpr (kLookup == kLookupNow) {
+          tile.group = __ldg(group_info + tile.row0);
+          if (__ldg(group_info + tile.row0 + tile.rows - 1) != tile.group) tile.rows -= 1;
         } else {
-          tile.group = ahead;  // lane 0's
+          if constexpr (kLookup == kLookupAhead) {
+            tile.group = __shfl_sync(0xffffffff, ahead, 0);
+            if (__shfl_sync(0xffffffff, ahead, 1) != tile.group) tile.rows -= 1;  // padding
+          } else {
+            tile.group = ahead;  // lane 0's
+          }
+          load_ahead();
         }
-        load_ahead();
         if (tile.group >= 0) return true;
       } else {
         int lo = 0, hi = num_groups - 1;  // the group g with prefix[g] <= mb < prefix[g + 1]
