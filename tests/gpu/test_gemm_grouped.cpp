@@ -31,7 +31,9 @@ struct Grouped {
   ScaleLayout sa_layout = ScaleLayout::kRowMajor;
   DeviceBuffer a, b, sa, sb, d, info_buf;
 
-  Grouped(GroupedLayout l, std::vector<int> rows, int n_, int k_, int m_per_group = 0)
+  // pad_last = false: the by-row layout's last group is not padded (m ends with its rows).
+  Grouped(GroupedLayout l, std::vector<int> rows, int n_, int k_, int m_per_group = 0,
+          bool pad_last = true)
       : layout(l), groups(static_cast<int>(rows.size())), n(n_), k(k_), counts(std::move(rows)) {
     const int align = kiln::grouped_m_alignment();
     if (layout == GroupedLayout::kMasked) {
@@ -41,8 +43,8 @@ struct Grouped {
     } else {
       for (int g = 0; g < groups; ++g) {
         starts.push_back(m);
-        m += layout == GroupedLayout::kContiguousByRow ? (counts[g] + align - 1) / align * align
-                                                       : counts[g];
+        const bool pad = layout == GroupedLayout::kContiguousByRow && (pad_last || g + 1 < groups);
+        m += pad ? (counts[g] + align - 1) / align * align : counts[g];
       }
       if (layout == GroupedLayout::kContiguousByRow) {
         info.assign(m, -1);  // padding rows
@@ -218,21 +220,25 @@ TEST_CASE("every grouped candidate configuration is correct", "[gpu][grouped][co
 TEST_CASE("contiguous groups: partial tiles between full ones and several tiles per CTA",
           "[gpu][grouped][configs]") {
   KILN_REQUIRE_GPU();
-  // Enough tiles that every CTA takes several, so a full tile's deferred store meets the
-  // next tile's row-by-row store of a group's end (by row: padding rows; by offset: the next
-  // group's rows), in every candidate configuration.
-  auto counts = random_counts(12, 0, 700);
-  counts[0] = 3 * 128, counts[1] = 129, counts[2] = 0, counts[3] = 127;
+  // Enough tiles (~4000 rows) that every CTA takes several, full ones and a group's end
+  // (by row: a block whose last rows are padding, the last row alone too (127), all-padding
+  // blocks in 64-row tiles (129), and a last group without padding, so the last block ends
+  // at m; by offset: blocks shared with the next group), in every candidate configuration.
+  auto counts = random_counts(12, 300, 700);
+  counts[0] = 3 * 128, counts[1] = 129, counts[2] = 0, counts[3] = 127, counts[11] = 201;
   for (const GroupedLayout layout :
        {GroupedLayout::kContiguousByRow, GroupedLayout::kContiguousByOffset}) {
-    Grouped p(layout, counts, 4096, 2048);
-    for (const auto& config :
-         kiln::gemm::candidate_configs(4096, 2048, kiln::gemm::Kind::kGroupedByRow)) {
-      INFO("layout " << int(layout) << " block " << config.block_m << "x" << config.block_n
-                     << " stages " << config.stages);
-      p.poison();
-      kiln::gemm::launch_fp8_grouped(kiln::Runtime::instance(), p.args(), &config, nullptr);
-      p.check();
+    for (const bool pad_last : {true, false}) {
+      if (layout == GroupedLayout::kContiguousByOffset && !pad_last) continue;  // no padding
+      Grouped p(layout, counts, 4096, 2048, 0, pad_last);
+      for (const auto& config :
+           kiln::gemm::candidate_configs(4096, 2048, kiln::gemm::Kind::kGroupedByRow)) {
+        INFO("layout " << int(layout) << " pad_last " << pad_last << " block " << config.block_m
+                       << "x" << config.block_n << " stages " << config.stages);
+        p.poison();
+        kiln::gemm::launch_fp8_grouped(kiln::Runtime::instance(), p.args(), &config, nullptr);
+        p.check();
+      }
     }
   }
 }

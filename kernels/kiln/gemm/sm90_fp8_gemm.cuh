@@ -264,7 +264,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       m, group_info, num_groups, group_rows, group_prefix);
   Tile tile{};
   // Split-K: every thread learns the cluster's one tile up front (all of them reduce it).
-  bool split_tile = kSplitK > 1 && scheduler.template next<kLookupNow>(tile);
+  bool split_tile = kSplitK > 1 && scheduler.template next<kWarpLookup>(tile);
   const bool has_split_tile = split_tile;
   // lookup: IntConstant<kWarpLookup> where every lane of the warp calls it, or
   // <kThreadLookup> for one thread, lane 0 of its warp (TileScheduler::next).

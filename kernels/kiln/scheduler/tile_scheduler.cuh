@@ -1,5 +1,6 @@
 // Tile schedulers. A tile is kBlockM rows of one group (expert) times one kBlockN block of
-// N; its rows are [row0, row0 + rows) of A and D (rows < kBlockM only at a group's end).
+// N; its rows are [row0, row0 + rows) of A and D (rows < kBlockM only at a group's end; in
+// the by-row layout those rows may still end with padding rows).
 //
 // Work units are numbered in groups of kGroupM block-rows, M fastest inside a group, so the
 // CTAs running at one time share a few A and B blocks in L2. Cluster c takes units c,
@@ -137,7 +138,9 @@ struct TileScheduler {
 
   template <int kLookup>
   __device__ __forceinline__ bool next(Tile& tile) {
-    static_assert(kLookAhead || kLookup == kLookupNow, "nothing was loaded ahead");
+    // A thread uses one mode throughout: loading ahead, or never (nothing was loaded ahead).
+    static_assert(kKind != kGroupedByRow || kLookAhead == (kLookup != kLookupNow),
+                  "the by-row lookups are loaded ahead exactly where kLookAhead is set");
     const int units = num_units();
     while (next_unit < units) {
       const int unit = next_unit;
