@@ -258,23 +258,21 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   // The by-row kind's group lookups, one tile ahead (TileScheduler::load_ahead), except in
   // 192-column tiles: there the producer's 56 registers spilled at some K-block counts.
   constexpr bool kLookAhead = kKind == kGroupedByRow && kBlockN != 192;
-  constexpr int kWarpLookup = kLookAhead ? kLookupAhead : kLookupNow;
-  constexpr int kThreadLookup = kLookAhead ? kLookupAheadLane0 : kLookupNow;
   TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN, kLookAhead> scheduler(
       m, group_info, num_groups, group_rows, group_prefix);
   Tile tile{};
   // Split-K: every thread learns the cluster's one tile up front (all of them reduce it).
-  bool split_tile = kSplitK > 1 && scheduler.template next<kWarpLookup>(tile);
+  bool split_tile = kSplitK > 1 && scheduler.template next<true>(tile);
   const bool has_split_tile = split_tile;
-  // lookup: IntConstant<kWarpLookup> where every lane of the warp calls it, or
-  // <kThreadLookup> for one thread, lane 0 of its warp (TileScheduler::next).
-  auto next_tile = [&](auto lookup) -> bool {
+  // whole_warp: Constant<true> where every lane of the warp calls it, <false> for one
+  // thread, lane 0 of its warp (TileScheduler::next).
+  auto next_tile = [&](auto whole_warp) -> bool {
     if constexpr (kSplitK > 1) {
       const bool pending = split_tile;
       split_tile = false;
       return pending;
     } else {
-      return scheduler.template next<decltype(lookup)::value>(tile);
+      return scheduler.template next<decltype(whole_warp)::value>(tile);
     }
   };
   // A tile's B rows and scales: group g's B is rows [g * kN, (g + 1) * kN) of the 2D map.
@@ -297,7 +295,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       // value of the tile's i-th scale block, or of scale slot i (scale_slot).
       int stage = 0;
       u32 phase = 0;
-      while (next_tile(IntConstant<kWarpLookup>{})) {
+      while (next_tile(Constant<true>{})) {
         int block = lane < kSbSlots ? lane : 0;
         if constexpr (kStartsPerCopy > 1) {
           const int d = tile_offset() % kStartsPerCopy;
@@ -324,7 +322,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     } else if (threadIdx.x % 128 == 0) {
       int stage = 0;
       u32 phase = 0;
-      while (next_tile(IntConstant<kThreadLookup>{})) {
+      while (next_tile(Constant<false>{})) {
         for (int kb = kb_begin; kb < kb_end; ++kb) {
           ptx::mbarrier_wait(&empty[stage], phase ^ 1);
           // A: a_load_rows per CTA of the pair (with multicast both halves land here), B: all.
@@ -562,7 +560,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       promote<kBlockN, 16, 16, false>(total, acc2, scale1);
     };
 
-    while (next_tile(IntConstant<kWarpLookup>{})) {
+    while (next_tile(Constant<true>{})) {
       if constexpr (kPairs) {
         // An odd count starts with a single K block.
         int kb = kb_begin;

@@ -23,14 +23,6 @@ enum GemmKind : int {
 
 inline constexpr int kMaxGroups = 1024;
 
-// How a caller of TileScheduler::next learns a by-row block's groups (other kinds ignore it).
-enum Lookup : int {
-  kLookupAhead = 0,       // every lane of the warp at once: from `ahead`, loaded a tile earlier
-  kLookupAheadLane0 = 1,  // one thread, lane 0 of its warp: from `ahead`, the group only
-                          // (tile.rows is then not reduced for a padding last row)
-  kLookupNow = 2,         // loaded here: no register held from one tile to the next
-};
-
 struct Tile {
   int group;
   int row0;        // first row in A and D
@@ -136,11 +128,11 @@ struct TileScheduler {
 
   __device__ __forceinline__ int num_units() const { return m_blocks() * kNumNGroups; }
 
-  template <int kLookup>
+  // kWholeWarp: every lane of the warp calls it at once; otherwise one thread, lane 0 of its
+  // warp, which with kLookAhead learns only the group (tile.rows is then not reduced for a
+  // padding last row).
+  template <bool kWholeWarp>
   __device__ __forceinline__ bool next(Tile& tile) {
-    // A thread uses one mode throughout: loading ahead, or never (nothing was loaded ahead).
-    static_assert(kKind != kGroupedByRow || kLookAhead == (kLookup != kLookupNow),
-                  "the by-row lookups are loaded ahead exactly where kLookAhead is set");
     const int units = num_units();
     while (next_unit < units) {
       const int unit = next_unit;
@@ -159,11 +151,11 @@ struct TileScheduler {
         // Its last row tells whether the group fills it.
         tile.row0 = tile.local_row0 = mb * kBlockM;
         tile.rows = min(kBlockM, m - tile.row0);
-        if constexpr (kLookup == kLookupNow) {
+        if constexpr (!kLookAhead) {
           tile.group = __ldg(group_info + tile.row0);
           if (__ldg(group_info + tile.row0 + tile.rows - 1) != tile.group) tile.rows -= 1;
         } else {
-          if constexpr (kLookup == kLookupAhead) {
+          if constexpr (kWholeWarp) {
             tile.group = __shfl_sync(0xffffffff, ahead, 0);
             if (__shfl_sync(0xffffffff, ahead, 1) != tile.group) tile.rows -= 1;  // padding
           } else {
