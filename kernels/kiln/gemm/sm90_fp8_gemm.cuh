@@ -354,11 +354,11 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // warpgroup's batch runs: BF16 pairs wait here (half the registers of the totals, which
     // the next tile then reuses). Where a tile fills the ring (with fewer K blocks ptxas
     // injected a wgmma wait, C7517). A 256-column tile stores before its stage is released
-    // (registers), so there only where a tile has at least two rings of K blocks (at K = 512,
-    // 1024 x 32768: 2.5% slower). Grouped tiles store at once: deferring their full tiles
-    // measured 0-1.5% slower in every grouped kind (docs/PERFORMANCE.md).
+    // (registers), so there only from 16 K blocks on (K = 512, 1024 x 32768: 2.5% slower;
+    // K = 1536: 0.6-1.2% slower; K = 2048 level). Grouped tiles store at once: deferring their
+    // full tiles measured 0-1.5% slower in every grouped kind (docs/PERFORMANCE.md).
     constexpr bool kDeferStore = kKind == kDense && kSplitK == 1 &&
-                                 kKBlocks >= (kBatches == 1 ? kStages : 2 * kStages);
+                                 kKBlocks >= (kBatches == 1 ? kStages : 16);
     u32 packed[kDeferStore ? kBlockN / 4 : 1];
     bool store_pending = false;
     int pending_m0 = 0, pending_n0 = 0;
