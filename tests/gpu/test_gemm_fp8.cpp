@@ -88,6 +88,19 @@ TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanit
       CHECK(c.unwritten == 0);
       CHECK(c.rel_l2 < kTolerance);
     }
+  // 128 x 256 with 16 K blocks, where its tiles defer their store (one 64-column slab per K
+  // block of the next tile; at K = 1024 above they store at once).
+  {
+    const kiln::gemm::Config wide256{128, 256, 3, 8};
+    auto p = Fp8Problem::make(200, 520, 2048);
+    const auto ref = kiln::test::reference(*p);
+    p->poison_d();
+    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &wide256, nullptr);
+    const auto c = kiln::test::compare(*p, p->download_d(), ref);
+    INFO("block=128x256 m=200 n=520 k=2048 rel_l2=" << c.rel_l2);
+    CHECK(c.unwritten == 0);
+    CHECK(c.rel_l2 < kTolerance);
+  }
   // 128 x 176 over N = 1424: tiles start at all eight multiples of 16 in a scale block (two
   // of them span three), the last is partial; 3 K blocks (fewer than the stages, so each
   // tile stores at once instead of during the next) and a padded ldd.
