@@ -29,6 +29,22 @@ void check_problem(Fp8Problem& p) {
   CHECK(c.rel_l2 < kTolerance);
 }
 
+// The GEMM with a forced configuration (as kiln tune or the tests of every candidate run it):
+// every output element written and close to the FP64 reference.
+kiln::test::Comparison check_forced(Fp8Problem& p, const kiln::gemm::Config& config) {
+  const auto ref = kiln::test::reference(p);
+  p.poison_d();
+  kiln::gemm::launch_fp8(kiln::Runtime::instance(), p.args(), &config, nullptr);
+  const auto c = kiln::test::compare(p, p.download_d(), ref);
+  INFO("m=" << p.m << " n=" << p.n << " k=" << p.k << " ldd=" << p.ldd << " block="
+            << config.block_m << "x" << config.block_n << " split_k=" << config.split_k
+            << (p.sa_layout == ScaleLayout::kColMajor ? " column-major SA" : "")
+            << " rel_l2=" << c.rel_l2);
+  CHECK(c.unwritten == 0);
+  CHECK(c.rel_l2 < kTolerance);
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("dense FP8 GEMM matches FP64 on the DeepSeek-V3 shapes", "[gpu]") {
@@ -76,60 +92,24 @@ TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanit
   const kiln::gemm::Config configs[] = {
       {128, 176, 4, 8}, {128, 192, 4, 8}, {128, 256, 3, 8}, {128, 128, 6, 8, 1, 4}};
   for (const auto& config : configs)
-    for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor}) {
-      auto p = Fp8Problem::make(200, 520, 1024, layout);
-      const auto ref = kiln::test::reference(*p);
-      p->poison_d();
-      kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &config, nullptr);
-      const auto c = kiln::test::compare(*p, p->download_d(), ref);
-      INFO("block=" << config.block_m << "x" << config.block_n << " split_k=" << config.split_k
-                    << (layout == ScaleLayout::kColMajor ? " column-major SA" : "")
-                    << " rel_l2=" << c.rel_l2);
-      CHECK(c.unwritten == 0);
-      CHECK(c.rel_l2 < kTolerance);
-    }
+    for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor})
+      check_forced(*Fp8Problem::make(200, 520, 1024, layout), config);
   // 128 x 256 with 16 K blocks, where its tiles defer their store (one 64-column slab per K
   // block of the next tile; at K = 1024 above they store at once).
-  {
-    const kiln::gemm::Config wide256{128, 256, 3, 8};
-    auto p = Fp8Problem::make(200, 520, 2048);
-    const auto ref = kiln::test::reference(*p);
-    p->poison_d();
-    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &wide256, nullptr);
-    const auto c = kiln::test::compare(*p, p->download_d(), ref);
-    INFO("block=128x256 m=200 n=520 k=2048 rel_l2=" << c.rel_l2);
-    CHECK(c.unwritten == 0);
-    CHECK(c.rel_l2 < kTolerance);
-  }
+  check_forced(*Fp8Problem::make(200, 520, 2048), {128, 256, 3, 8});
   // 128 x 176 over N = 1424: tiles start at all eight multiples of 16 in a scale block (two
   // of them span three), the last is partial; 3 K blocks (fewer than the stages, so each
   // tile stores at once instead of during the next) and a padded ldd.
   const kiln::gemm::Config wide176{128, 176, 4, 8};
   for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor}) {
-    auto p = Fp8Problem::make(130, 1424, 384, layout, 0, 1440);
-    const auto ref = kiln::test::reference(*p);
-    p->poison_d();
-    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &wide176, nullptr);
-    const auto c = kiln::test::compare(*p, p->download_d(), ref);
-    INFO("block=128x176 n=1424 k=384 ldd=1440"
-         << (layout == ScaleLayout::kColMajor ? " column-major SA" : "") << " rel_l2=" << c.rel_l2);
-    CHECK(c.unwritten == 0);
+    const auto c = check_forced(*Fp8Problem::make(130, 1424, 384, layout, 0, 1440), wide176);
+    INFO("block=128x176 n=1424 k=384: elements past n in the padded ldd");
     CHECK(c.outside_touched == 0);
-    CHECK(c.rel_l2 < kTolerance);
   }
   // ... and over more tiles than SMs (16 x 9 = 144): CTAs go on to a tile at another start
   // (another copy of the K loop, other scale slots from the scale warp) while the previous
   // tile's output is stored during the next one's first K block (8 K blocks: deferred).
-  {
-    auto p = Fp8Problem::make(2000, 1424, 1024);
-    const auto ref = kiln::test::reference(*p);
-    p->poison_d();
-    kiln::gemm::launch_fp8(kiln::Runtime::instance(), p->args(), &wide176, nullptr);
-    const auto c = kiln::test::compare(*p, p->download_d(), ref);
-    INFO("block=128x176 m=2000 n=1424 k=1024 rel_l2=" << c.rel_l2);
-    CHECK(c.unwritten == 0);
-    CHECK(c.rel_l2 < kTolerance);
-  }
+  check_forced(*Fp8Problem::make(2000, 1424, 1024), wide176);
 }
 
 TEST_CASE("dense FP8 GEMM honours leading dimensions and both SA layouts", "[gpu]") {
