@@ -180,7 +180,8 @@ double k_block_us(int block_m, int block_n) {
 // 64 x 64 0.22, 128 x 128 0.50, 128 x 192 0.84, 128 x 256 1.11 us). It is what makes wide
 // tiles lose at small K. 128 x 256 lowered to 1.01 after every candidate was timed again on
 // the 32 H200 shapes with M >= 768 (2026-11-27): with the early scale reads its tiles beat
-// 128 x 192 at N = 24576, K = 1536 and N = 32768, K = 512 (0.7-1.3%), where 1.09 picked 192.
+// 128 x 192 at N = 24576, K = 1536 and N = 32768, K = 512 (0.1-1.0% at M = 960-4096),
+// where 1.09 picked 192.
 double tile_us(int block_m, int block_n) {
   return 0.017 * block_m * block_n * 2 / 1024 - (block_n == 256 ? 0.08 : 0.0);
 }

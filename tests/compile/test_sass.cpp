@@ -106,9 +106,9 @@ TEST_CASE("every heuristic configuration compiles to QGMMA + TMA with no spills"
     // K blocks in pairs: a single first block where the count is odd, else a first pair, then
     // pairs (with split-K the count is known only at run time: all three, 1 + 2 + 2 K blocks).
     // Dense 256-column tiles that defer their store (from 16 K blocks on) have a third body:
-    // the K blocks that store one slab of the previous tile's output each. 176-column tiles have a copy of the
-    // loop per four places a tile starts in a 128-column scale block (multiples of 16: all 8
-    // for these N, so two copies).
+    // the K blocks that store one slab of the previous tile's output each. 176-column tiles
+    // have a copy of the loop per four places a tile starts in a 128-column scale block
+    // (multiples of 16: all 8 for these N, so two copies).
     const int mma_n = kiln::gemm::wgmma_n(spec.config);
     const int k_blocks = (spec.k + 127) / 128;
     const bool spread_store = spec.kind == kiln::gemm::Kind::kDense &&

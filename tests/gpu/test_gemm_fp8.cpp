@@ -94,8 +94,9 @@ TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanit
   for (const auto& config : configs)
     for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor})
       check_forced(*Fp8Problem::make(200, 520, 1024, layout), config);
-  // 128 x 256 with 16 K blocks, where its tiles defer their store (one 64-column slab per K
-  // block of the next tile; at K = 1024 above they store at once).
+  // 128 x 256 with 16 K blocks, where its tiles defer their store (at K = 1024 above they
+  // store at once). One tile per CTA: the K blocks with the slab loop, and the pending
+  // tile's store after the last tile.
   check_forced(*Fp8Problem::make(200, 520, 2048), {128, 256, 3, 8});
   // 128 x 176 over N = 1424: tiles start at all eight multiples of 16 in a scale block (two
   // of them span three), the last is partial; 3 K blocks (fewer than the stages, so each
@@ -103,7 +104,8 @@ TEST_CASE("the wide tiles and 128-row split-K on small shapes (for compute-sanit
   const kiln::gemm::Config wide176{128, 176, 4, 8};
   for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor}) {
     const auto c = check_forced(*Fp8Problem::make(130, 1424, 384, layout, 0, 1440), wide176);
-    INFO("block=128x176 n=1424 k=384: elements past n in the padded ldd");
+    INFO("block=128x176 n=1424 k=384: elements past n in the padded ldd"
+         << (layout == ScaleLayout::kColMajor ? ", column-major SA" : ""));
     CHECK(c.outside_touched == 0);
   }
   // ... and over more tiles than SMs (16 x 9 = 144): CTAs go on to a tile at another start
