@@ -34,6 +34,7 @@ nlohmann::json to_json(const TunedEntry& e) {
   return {{"arch", e.arch}, {"device", e.device}, {"sms", e.sms}, {"kind", to_string(e.kind)},
           {"n", e.n}, {"k", e.k}, {"m_min", e.m_min}, {"m_max", e.m_max},
           {"m_tuned", e.m_tuned}, {"us", e.us}, {"heuristic_us", e.heuristic_us},
+          {"kernels", e.kernels},
           {"config", {{"block_m", e.config.block_m}, {"block_n", e.config.block_n},
                       {"stages", e.config.stages}, {"group_m", e.config.group_m},
                       {"multicast_n", e.config.multicast_n}, {"split_k", e.config.split_k}}}};
@@ -50,6 +51,7 @@ TunedEntry from_json(const nlohmann::json& j) {
   e.m_min = j.at("m_min").get<int>(), e.m_max = j.at("m_max").get<int>();
   e.m_tuned = j.at("m_tuned").get<int>();
   e.us = j.at("us").get<double>(), e.heuristic_us = j.at("heuristic_us").get<double>();
+  e.kernels = j.value("kernels", std::string());  // absent in files from before it was kept
   const auto& c = j.at("config");
   e.config = {c.at("block_m").get<int>(), c.at("block_n").get<int>(),
               c.at("stages").get<int>(),  c.at("group_m").get<int>(),

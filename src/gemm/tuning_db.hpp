@@ -23,6 +23,10 @@ struct TunedEntry {
   Config config;
   double us = 0;            // time of the chosen config at m_tuned
   double heuristic_us = 0;  // time of the heuristic's config at m_tuned
+  // The kernel-source digest of the kiln that timed it (jit::kernel_headers().digest; empty in
+  // files written before it was recorded). Entries timed with other kernels still apply, but
+  // kiln tune times them again: a kernel change can change which config is fastest.
+  std::string kernels;
 };
 
 class TuningDb {

@@ -75,7 +75,9 @@ TEST_CASE("warm-up reaches the entries whose M ranges start within max_m", "[uni
 TEST_CASE("the tuning database survives save and load", "[unit][tuning]") {
   const auto path = std::filesystem::temp_directory_path() / "kiln-test-tuning.json";
   TuningDb db;
-  db.upsert(entry(64, 64));
+  TunedEntry small = entry(64, 64);
+  small.kernels = "0123abcd";  // the kernel digest of the kiln that timed it
+  db.upsert(small);
   db.upsert(entry(4096, 128));
   std::string error;
   REQUIRE(db.save(path, &error));
@@ -91,6 +93,24 @@ TEST_CASE("the tuning database survives save and load", "[unit][tuning]") {
   CHECK(e->heuristic_us == 12);
   CHECK(e->m_min == 1);
   CHECK(e->m_max == 64);
+  CHECK(e->kernels == "0123abcd");
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("an entry saved without a kernel digest loads with none", "[unit][tuning]") {
+  // Files written before the digest was kept: their entries apply, and kiln tune times them
+  // again because their digest ("") is not the current one.
+  const auto path = std::filesystem::temp_directory_path() / "kiln-test-tuning-old.json";
+  std::ofstream(path) << R"({"version": 1, "entries": [{"arch": "sm_90a",
+      "device": "NVIDIA H200", "sms": 132, "kind": "dense", "n": 7168, "k": 2048,
+      "m_min": 1, "m_max": 4096, "m_tuned": 4096, "us": 93.3, "heuristic_us": 93.3,
+      "config": {"block_m": 128, "block_n": 256, "stages": 3, "group_m": 8,
+                 "multicast_n": 1, "split_k": 1}}]})";
+  const TuningDb loaded = TuningDb::load(path);
+  const TunedEntry* e = loaded.find_tuned("NVIDIA H200", 132, Kind::kDense, 7168, 2048, 4096);
+  REQUIRE(e != nullptr);
+  CHECK(e->kernels.empty());
+  CHECK(e->config == Config{128, 256, 3, 8, 1, 1});
   std::filesystem::remove(path);
 }
 

@@ -1,7 +1,7 @@
 // kiln tune: on a GPU, time every candidate configuration of each shape and persist the
 // fastest in the tuning database, which the runtime consults before the heuristic.
-// Resumable: shapes already in the database for this device are skipped (unless --force),
-// and the database is saved after every shape.
+// Resumable: shapes already in the database for this device, timed with these kernels, are
+// skipped (unless --force), and the database is saved after every shape.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include "gemm/config.hpp"
 #include "gemm/launch.hpp"
 #include "gemm/tuning_db.hpp"
+#include "jit/kernel_headers.hpp"
 #include "kiln/error.hpp"
 #include "progress.hpp"
 #include "runtime_impl.hpp"
@@ -54,7 +55,10 @@ int run_tune(const TuneOptions& o) {
   };
   std::mt19937_64 rng(4242);
   nlohmann::json results = nlohmann::json::array();
-  int tuned = 0, skipped = 0, left = 0;
+  // Shapes tuned with these kernels are skipped; those tuned with other kernels are timed
+  // again (a kernel change can change which config is fastest).
+  const std::string kernels = jit::kernel_headers().digest;
+  int tuned = 0, skipped = 0, left = 0, stale = 0;
   Progress progress("tune", shapes.size());
   if (!o.json)
     fmt::print("{} ({} SMs), database {}\n{:>5} {:>6} {:>6} | {:>14} {:>9} | {:>14} {:>9} | "
@@ -77,10 +81,13 @@ int run_tune(const TuneOptions& o) {
       problems.push_back(dense ? gemm::check_fp8_args(dense->args(int(r)))
                                : gemm::check_grouped_args(grouped->args(int(r))));
     const int cm = problems.front().config_m;
-    if (!o.force && db.find_tuned(device.name, device.num_sms, kind, s.n, s.k, cm)) {
+    const gemm::TunedEntry* before =
+        db.find_tuned(device.name, device.num_sms, kind, s.n, s.k, cm);
+    if (!o.force && before && before->kernels == kernels) {
       ++skipped;
       continue;
     }
+    const bool retune_stale = !o.force && before;
     if (o.budget_s > 0 && elapsed() > o.budget_s) {
       left = static_cast<int>(shapes.size() - i);
       break;
@@ -122,12 +129,13 @@ int run_tune(const TuneOptions& o) {
     gemm::TunedEntry entry;
     entry.device = device.name, entry.sms = device.num_sms, entry.n = s.n, entry.k = s.k;
     entry.kind = kind, entry.m_tuned = cm, entry.config = best, entry.us = best_us;
-    entry.heuristic_us = heuristic_us;
+    entry.heuristic_us = heuristic_us, entry.kernels = kernels;
     db.upsert(entry);
     std::string error;
     if (!db.save(db_path, &error))
       throw Error(ErrorCode::kInternal, "cannot save the tuning database: " + error);
     ++tuned;
+    stale += retune_stale;
     const std::string heuristic_name = gemm::config_name(heuristic);
     const std::string best_name = gemm::config_name(best);
     results.push_back({{"kind", s.kind}, {"groups", s.groups}, {"m", s.m}, {"n", s.n},
@@ -143,13 +151,15 @@ int run_tune(const TuneOptions& o) {
   cu.cuStreamDestroy(stream);
   if (o.json)
     fmt::print("{}\n", nlohmann::json{{"device", device.name}, {"sms", device.num_sms},
-                                      {"database", db_path.string()},
+                                      {"kernels", kernels}, {"database", db_path.string()},
                                       {"tuned", tuned}, {"skipped_already_tuned", skipped},
+                                      {"retuned_other_kernels", stale},
                                       {"left_by_budget", left}, {"results", results}}
                            .dump(2));
   else
-    fmt::print("tuned {}, already in the database {}, left for lack of budget {} ({:.0f} s)\n",
-               tuned, skipped, left, elapsed());
+    fmt::print("tuned {} ({} timed before with other kernels), already in the database {}, "
+               "left for lack of budget {} ({:.0f} s)\n",
+               tuned, stale, skipped, left, elapsed());
   return kExitOk;
 }
 
