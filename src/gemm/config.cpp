@@ -175,15 +175,21 @@ double k_block_us(int block_m, int block_n) {
                             : 0.30;
   return block_n == 128 ? 0.26 : 0.185;
 }
-// The epilogue of a tile: both math warpgroups convert and store it while the tensor cores
-// idle, about 17 ns per KiB of BF16 output (fitted with k_block_us on the 10 shapes above:
-// 64 x 64 0.22, 128 x 128 0.50, 128 x 192 0.84, 128 x 256 1.11 us). It is what makes wide
-// tiles lose at small K. 128 x 256 lowered to 1.01 after every candidate was timed again on
-// the 32 H200 shapes with M >= 768 (2026-11-27): with the early scale reads its tiles beat
-// 128 x 192 at N = 24576, K = 1536 and N = 32768, K = 512 (0.1-1.0% at M = 960-4096),
-// where 1.09 picked 192.
+// The epilogue of a tile, by block shape: both math warpgroups convert and store it while the
+// tensor cores idle. Fitted with k_block_us on the 10 shapes above as about 17 ns per KiB of
+// BF16 output (per shape: 64 x 64 0.22, 128 x 128 0.50, 128 x 192 0.84, 128 x 256 1.11 us),
+// which the values below are. It is what makes wide tiles lose at small K. 128 x 256 refitted
+// from 1.088 after every candidate was timed again on the 32 H200 shapes with M >= 768
+// (2026-11-27): with the early scale reads its tiles beat 128 x 192 at N = 24576, K = 1536
+// and N = 32768, K = 512 (0.1-1.0% at M = 960-4096), where 1.088 picked 192.
 double tile_us(int block_m, int block_n) {
-  return 0.017 * block_m * block_n * 2 / 1024 - (block_n == 256 ? 0.08 : 0.0);
+  if (block_m == 128)
+    return block_n == 256   ? 1.008
+           : block_n == 192 ? 0.816
+           : block_n == 176 ? 0.748
+           : block_n == 128 ? 0.544
+                            : 0.272;
+  return block_n == 128 ? 0.272 : 0.136;
 }
 constexpr double kLaunchUs = 6.05;  // 6.19 before tile_us, less one 64 x 64 epilogue
 double split_k_us(int split_k) {
