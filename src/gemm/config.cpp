@@ -166,32 +166,27 @@ namespace {
 // the stale ones picked 128 x 128 split two ways at 192 x 4096 x 7168, 25.7 us against 18.6
 // for 64 x 128 tiles. 128 x 176 from 4096 x 2112 x 7168 (96.7 us in three waves; 4096 x 4096 x
 // 7168 then predicted 187.3, measured 189.0-189.4).
-double k_block_us(int block_m, int block_n) {
-  if (block_m == 128)
-    return block_n == 256   ? 0.729
-           : block_n == 192 ? 0.549
-           : block_n == 176 ? 0.526
-           : block_n == 128 ? 0.41
-                            : 0.30;
-  return block_n == 128 ? 0.26 : 0.185;
-}
-// The epilogue of a tile, by block shape: both math warpgroups convert and store it while the
-// tensor cores idle. Fitted with k_block_us on the 10 shapes above as about 17 ns per KiB of
-// BF16 output (per shape: 64 x 64 0.22, 128 x 128 0.50, 128 x 192 0.84, 128 x 256 1.11 us),
-// which the values below are. It is what makes wide tiles lose at small K. 128 x 256 refitted
-// from 1.088 after every candidate was timed again on the 32 H200 shapes with M >= 768
+// The epilogue of a tile: both math warpgroups convert and store it while the tensor cores
+// idle. Fitted with the K-block costs on the 10 shapes above as about 17 ns per KiB of BF16
+// output (per shape: 64 x 64 0.22, 128 x 128 0.50, 128 x 192 0.84, 128 x 256 1.11 us), which
+// the values below are. It is what makes wide tiles lose at small K. 128 x 256 refitted from
+// 1.088 after every candidate was timed again on the 32 H200 shapes with M >= 768
 // (2026-11-27): with the early scale reads its tiles beat 128 x 192 at N = 24576, K = 1536
 // and N = 32768, K = 512 (0.1-1.0% at M = 960-4096), where 1.088 picked 192.
-double tile_us(int block_m, int block_n) {
+struct TileCost {
+  double k_block_us;  // per 128-K block
+  double tile_us;     // per tile: the epilogue
+};
+TileCost tile_cost(int block_m, int block_n) {
   if (block_m == 128)
-    return block_n == 256   ? 1.008
-           : block_n == 192 ? 0.816
-           : block_n == 176 ? 0.748
-           : block_n == 128 ? 0.544
-                            : 0.272;
-  return block_n == 128 ? 0.272 : 0.136;
+    return block_n == 256   ? TileCost{0.729, 1.008}
+           : block_n == 192 ? TileCost{0.549, 0.816}
+           : block_n == 176 ? TileCost{0.526, 0.748}
+           : block_n == 128 ? TileCost{0.41, 0.544}
+                            : TileCost{0.30, 0.272};
+  return block_n == 128 ? TileCost{0.26, 0.272} : TileCost{0.185, 0.136};
 }
-constexpr double kLaunchUs = 6.05;  // 6.19 before tile_us, less one 64 x 64 epilogue
+constexpr double kLaunchUs = 6.05;  // 6.19 before the epilogue term, less one 64 x 64's
 double split_k_us(int split_k) {
   return split_k == 1 ? 0.0 : split_k == 2 ? 3.05 : split_k == 3 ? 3.6 : 5.42;
 }
@@ -222,8 +217,8 @@ TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
   const int k_blocks = ((k + 127) / 128 + c.split_k - 1) / c.split_k;
   const double fixed_us = kLaunchUs + split_k_us(c.split_k);
   TimeEstimate e;
-  e.compute_us =
-      fixed_us + waves * (k_blocks * k_block_us(c.block_m, c.block_n) + tile_us(c.block_m, c.block_n));
+  const TileCost cost = tile_cost(c.block_m, c.block_n);
+  e.compute_us = fixed_us + waves * (k_blocks * cost.k_block_us + cost.tile_us);
   // The last wave's output is written after its last MMA, with nothing left to overlap it
   // (128 x 32768 x 512: one wave of 128 x 256 tiles writes 8 MiB at the end and loses to two
   // of 128 x 128, 12.3 vs 11.1 us).
