@@ -127,6 +127,18 @@ std::string check_config(const Config& c, int /*n*/, int k, Kind kind) {
   return {};
 }
 
+int band_rows(int block_m, int k, Kind kind) {
+  // Measured at M = 2048-16384 (docs/PERFORMANCE.md): bands of 32 block-rows against 8 are
+  // 1-3% faster on an H200 at K = 512-1536 (7.8% on an H100 at 4096 x 32768 x 512, where the
+  // 268 MB of output written per run evict B between bands of 8), level at K = 2048, and
+  // about 1% slower at K >= 7168, where a band of 32 holds 29-67 MB of A.
+  constexpr int64_t kBandBytes = int64_t(50) * 1024 * 1024 / 4;
+  if (kind != Kind::kDense) return 8;  // not measured for the grouped kinds
+  for (int rows : {32, 16})
+    if (int64_t(rows) * block_m * k <= kBandBytes) return rows;
+  return 8;
+}
+
 std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
   const int k_blocks = (k + 127) / 128;
   std::vector<Config> configs;
@@ -150,6 +162,7 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
   for (int block_n : {176, 192, 256})
     if (width_fits_kind(block_n, kind))
       configs.push_back({128, block_n, max_stages(128, block_n), 8, 1, 1});
+  for (Config& c : configs) c.group_m = band_rows(c.block_m, k, kind);
   return configs;
 }
 
@@ -286,6 +299,7 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
     }
   }
   best.stages = max_stages(best.block_m, best.block_n, best.split_k);
+  best.group_m = band_rows(best.block_m, k, kind);
   return best;
 }
 
@@ -312,17 +326,19 @@ std::string arch_name(int arch) { return fmt::format("sm_{}a", arch); }
 std::string describe(const KernelSpec& s) {
   static const char* const kNames[] = {"dense", "grouped_contiguous", "grouped_offsets",
                                       "grouped_masked"};
-  return fmt::format("sm{}_fp8_gemm_{} n={} k={} block={}x{} stages={}{}{}", s.arch,
+  return fmt::format("sm{}_fp8_gemm_{} n={} k={} block={}x{} stages={}{}{}{}", s.arch,
                      kNames[static_cast<int>(s.kind)], s.n, s.k, s.config.block_m,
                      s.config.block_n, s.config.stages,
                      s.config.multicast_n > 1 ? fmt::format(" multicast={}", s.config.multicast_n) : "",
-                     s.config.split_k > 1 ? fmt::format(" split_k={}", s.config.split_k) : "");
+                     s.config.split_k > 1 ? fmt::format(" split_k={}", s.config.split_k) : "",
+                     s.config.group_m != 8 ? fmt::format(" group_m={}", s.config.group_m) : "");
 }
 
 std::string config_name(const Config& c) {
-  return fmt::format("{}x{}x{}{}{}", c.block_m, c.block_n, c.stages,
+  return fmt::format("{}x{}x{}{}{}{}", c.block_m, c.block_n, c.stages,
                      c.multicast_n > 1 ? fmt::format("m{}", c.multicast_n) : "",
-                     c.split_k > 1 ? fmt::format("k{}", c.split_k) : "");
+                     c.split_k > 1 ? fmt::format("k{}", c.split_k) : "",
+                     c.group_m != 8 ? fmt::format("g{}", c.group_m) : "");
 }
 
 bool parse_config_name(const std::string& name, Config* config) {
@@ -332,7 +348,8 @@ bool parse_config_name(const std::string& name, Config* config) {
     return false;
   const char* rest = name.c_str() + used;
   if (std::strncmp(rest, "m2", 2) == 0) c.multicast_n = 2, rest += 2;
-  if (*rest) std::sscanf(rest, "k%d", &c.split_k);
+  if (*rest == 'k' && std::sscanf(rest, "k%d%n", &c.split_k, &used) == 1) rest += used;
+  if (*rest) std::sscanf(rest, "g%d", &c.group_m);
   // Whatever the scans skipped or left (junk, signs, zeros, spaces) fails the round trip.
   if (config_name(c) != name) return false;
   *config = c;

@@ -22,7 +22,7 @@ struct Config {
   int block_m = 128;  // 64 (one math warpgroup) or 128 (two)
   int block_n = 128;  // 64, 128, or 176 (dense) / 192 / 256 (block_m 128, no split-K or multicast)
   int stages = 4;     // depth of the shared-memory ring
-  int group_m = 8;    // rasterization: block-rows per tile group
+  int group_m = 8;    // rasterization: block-rows per band of tiles (band_rows)
   int multicast_n = 1;  // 2: CTA pairs on adjacent N blocks share A by TMA multicast
   int split_k = 1;      // > 1: a cluster of split_k CTAs splits K; DSMEM reduction
   int cluster_size() const { return multicast_n * split_k; }
@@ -68,6 +68,11 @@ int num_tiles(const Config& config, int m, int n);
 // Empty if the kernel supports `config` for (n, k, kind), else what is wrong with it (for
 // configurations from outside kiln, e.g. a hand-edited tuning database).
 std::string check_config(const Config& config, int n, int k, Kind kind);
+// Block-rows per band of the tile order (Config::group_m) for tiles of block_m rows: tiles go
+// M first within a band, so a band's A rows stay in L2 while it sweeps N and each B block is
+// read from memory once per band. Dense: 32, else 16, whose A band (group_m x block_m x k
+// bytes) fits a quarter of the 50 MiB L2 of an H100 (the H200 has 60), else 8; grouped: 8.
+int band_rows(int block_m, int k, Kind kind);
 // Every configuration the kernel supports for (n, k), deepest pipeline first.
 std::vector<Config> candidate_configs(int n, int k, Kind kind = Kind::kDense);
 // Estimated time of a configuration for an M x N x K problem on num_sms SMs, from a model
@@ -89,9 +94,10 @@ std::vector<int> heuristic_m_breakpoints(int max_m, int n, int k, int num_sms,
 std::string arch_name(int arch);  // 90 -> "sm_90a"
 std::string describe(const KernelSpec& spec);
 // Short name of a configuration for tables: block_m x block_n x stages, then "m2" for
-// multicast pairs and "kN" for split-K over N CTAs ("128x64x7k2").
+// multicast pairs, "kN" for split-K over N CTAs and "gN" for bands of N block-rows other than
+// 8 ("128x64x7k2", "128x256x3g32").
 std::string config_name(const Config& config);
-// The inverse of config_name (group_m 8); false if `name` is not one.
+// The inverse of config_name; false if `name` is not one.
 bool parse_config_name(const std::string& name, Config* config);
 std::string config_json(const KernelSpec& spec);
 std::string kernel_source(const KernelSpec& spec);

@@ -69,11 +69,14 @@ std::vector<Scored> score_file(const std::string& path) {
         if (!gemm::parse_config_name(name, &config))
           throw Error(ErrorCode::kInvalidArgument,
                       fmt::format("{}: shape {} x {} x {}: \"{}\" is not a configuration name "
-                                  "(block_m x block_n x stages, then m2 or kN)",
+                                  "(block_m x block_n x stages, then m2, kN or gN)",
                                   path, s.m, s.n, s.k, name));
         const double us = c.at("us").get<double>();
         if (!(us > 0)) continue;
         if (std::isnan(s.best_us) || us < s.best_us) s.best_us = us, s.best = name;
+        // The band height (group_m, band_rows) is not what is scored: timings stored before
+        // it was chosen per K (names without a g suffix: 8) count for the pick's block shape.
+        config.group_m = pick.group_m;
         if (config == pick) s.pick_us = us;
       }
       if (!std::isnan(s.best_us)) out.push_back(s);
