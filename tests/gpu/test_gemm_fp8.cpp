@@ -38,7 +38,8 @@ kiln::test::Comparison check_forced(Fp8Problem& p, const kiln::gemm::Config& con
   const auto c = kiln::test::compare(p, p.download_d(), ref);
   INFO("m=" << p.m << " n=" << p.n << " k=" << p.k << " ldd=" << p.ldd << " block="
             << config.block_m << "x" << config.block_n << " split_k=" << config.split_k
-            << " group_m=" << config.group_m << (p.sa_layout == ScaleLayout::kColMajor ? " column-major SA" : "")
+            << " group_m=" << config.group_m
+            << (p.sa_layout == ScaleLayout::kColMajor ? " column-major SA" : "")
             << " rel_l2=" << c.rel_l2);
   CHECK(c.unwritten == 0);
   CHECK(c.rel_l2 < kTolerance);
@@ -74,7 +75,8 @@ TEST_CASE("bands of block-rows taller than M and a partial last band", "[gpu]") 
   KILN_REQUIRE_GPU();
   // The heuristic's bands of 32 block-rows (band_rows) over 36 block-rows of 128: a band of
   // 32 and one of 4, the last block-row partial, 180 tiles of 128 x 256 (more than the SMs);
-  // over 33 of 64 rows with 64 x 128 tiles; and bands taller than all of M.
+  // over 33 block-rows of 64 with 64 x 128 tiles; and bands taller than all of M (with
+  // multicast pairs in the last).
   check_forced(*Fp8Problem::make(4500, 1032, 512), {128, 256, 3, 32});
   check_forced(*Fp8Problem::make(2100, 1032, 512), {64, 128, 8, 32});
   check_forced(*Fp8Problem::make(1000, 2112, 1024), {128, 176, 4, 16});
