@@ -210,6 +210,15 @@ TEST_CASE("bands of block-rows: as tall as fits a quarter of the L2 in A, dense 
     for (const Config& c : candidate_configs(nk[0], nk[1]))
       CHECK(c.group_m == band_rows(c.block_m, nk[1], Kind::kDense));
   CHECK(config_name(heuristic_config(4096, 32768, 512, 132)) == "128x256x3g32");
+  // A configuration stored before the bands is valid but no longer a candidate, so kiln tune
+  // times the shape again; the grouped kinds kept bands of 8.
+  CHECK(is_candidate(heuristic_config(4096, 32768, 512, 132), 32768, 512, Kind::kDense));
+  CHECK(is_candidate({128, 256, 3, 32}, 32768, 512, Kind::kDense));
+  CHECK_FALSE(is_candidate({128, 256, 3, 8}, 32768, 512, Kind::kDense));
+  CHECK(check_config({128, 256, 3, 8}, 32768, 512, Kind::kDense).empty());
+  CHECK(is_candidate({128, 256, 3, 8}, 7168, 16384, Kind::kDense));
+  CHECK(is_candidate({128, 256, 3, 8}, 7168, 2048, Kind::kGroupedByRow));
+  CHECK_FALSE(is_candidate({128, 256, 2, 32}, 32768, 512, Kind::kDense));  // not the deepest
 }
 
 TEST_CASE("the heuristic's choice has the least estimated time", "[unit][config]") {

@@ -1,7 +1,8 @@
 // kiln tune: on a GPU, time every candidate configuration of each shape and persist the
 // fastest in the tuning database, which the runtime consults before the heuristic.
-// Resumable: shapes already in the database for this device, timed with these kernels, are
-// skipped (unless --force), and the database is saved after every shape.
+// Resumable: shapes already in the database for this device, timed with these kernels and
+// stored as one of today's candidates, are skipped (unless --force), and the database is saved
+// after every shape.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -55,10 +56,11 @@ int run_tune(const TuneOptions& o) {
   };
   std::mt19937_64 rng(4242);
   nlohmann::json results = nlohmann::json::array();
-  // Shapes tuned with these kernels are skipped; those tuned with other kernels are timed
-  // again (a kernel change can change which config is fastest).
+  // Shapes tuned with these kernels among today's candidates are skipped; the others are
+  // timed again: a kernel change can change which config is fastest, and a stored config that
+  // is no longer a candidate (gemm::is_candidate) was not compared with those that are.
   const std::string kernels = jit::kernel_headers().digest;
-  int tuned = 0, skipped = 0, left = 0, stale = 0;
+  int tuned = 0, skipped = 0, left = 0, stale = 0, stale_candidates = 0;
   Progress progress("tune", shapes.size());
   if (!o.json)
     fmt::print("{} ({} SMs), database {}\n{:>5} {:>6} {:>6} | {:>14} {:>9} | {:>14} {:>9} | "
@@ -83,11 +85,14 @@ int run_tune(const TuneOptions& o) {
     const int cm = problems.front().config_m;
     const gemm::TunedEntry* before =
         db.find_tuned(device.name, device.num_sms, kind, s.n, s.k, cm);
-    if (!o.force && before && before->kernels == kernels) {
+    const bool same_kernels = before && before->kernels == kernels;
+    const bool candidate = before && gemm::is_candidate(before->config, s.n, s.k, kind);
+    if (!o.force && same_kernels && candidate) {
       ++skipped;
       continue;
     }
-    const bool retune_stale = !o.force && before;
+    const bool retune_stale = !o.force && before && !same_kernels;
+    const bool retune_candidates = !o.force && before && same_kernels;
     if (o.budget_s > 0 && elapsed() > o.budget_s) {
       left = static_cast<int>(shapes.size() - i);
       break;
@@ -135,7 +140,7 @@ int run_tune(const TuneOptions& o) {
     if (!db.save(db_path, &error))
       throw Error(ErrorCode::kInternal, "cannot save the tuning database: " + error);
     ++tuned;
-    stale += retune_stale;
+    stale += retune_stale, stale_candidates += retune_candidates;
     const std::string heuristic_name = gemm::config_name(heuristic);
     const std::string best_name = gemm::config_name(best);
     results.push_back({{"kind", s.kind}, {"groups", s.groups}, {"m", s.m}, {"n", s.n},
@@ -154,12 +159,13 @@ int run_tune(const TuneOptions& o) {
                                       {"kernels", kernels}, {"database", db_path.string()},
                                       {"tuned", tuned}, {"skipped_already_tuned", skipped},
                                       {"retuned_other_kernels", stale},
+                                      {"retuned_other_candidates", stale_candidates},
                                       {"left_by_budget", left}, {"results", results}}
                            .dump(2));
   else
-    fmt::print("tuned {} ({} timed before with other kernels), already in the database {}, "
-               "left for lack of budget {} ({:.0f} s)\n",
-               tuned, stale, skipped, left, elapsed());
+    fmt::print("tuned {} ({} timed before with other kernels, {} with other candidates), "
+               "already in the database {}, left for lack of budget {} ({:.0f} s)\n",
+               tuned, stale, stale_candidates, skipped, left, elapsed());
   return kExitOk;
 }
 
