@@ -354,7 +354,7 @@ bool parse_config_name(const std::string& name, Config* config) {
   const char* rest = name.c_str() + used;
   if (std::strncmp(rest, "m2", 2) == 0) c.multicast_n = 2, rest += 2;
   if (*rest == 'k' && std::sscanf(rest, "k%d%n", &c.split_k, &used) == 1) rest += used;
-  if (*rest) std::sscanf(rest, "g%d", &c.group_m);
+  if (*rest && (std::sscanf(rest, "g%d", &c.group_m) != 1 || c.group_m < 1)) return false;
   // Whatever the scans skipped or left (junk, signs, zeros, spaces) fails the round trip.
   if (config_name(c) != name) return false;
   *config = c;

@@ -89,6 +89,36 @@ TEST_CASE("kiln score compares the heuristic's picks with the fastest timed", "[
   CHECK(kiln_cli(dir, {"score", file.string(), "--max-regret", "6"}).exit_code == 0);
 }
 
+TEST_CASE("kiln score matches a pick with bands to timings stored without them",
+          "[unit][cli]") {
+  // 4096 x 32768 x 512: the pick has bands of 32 (128x256x3g32). Shape D's file timed the
+  // same block shape before the bands (no g suffix) at 10 us, another config at 12; shape E's
+  // holds both, the exact name (10 us) counting over the unsuffixed one (30 us).
+  const std::string picked = pick(4096, 32768, 512);
+  REQUIRE(picked == "128x256x3g32");
+  auto shape = [](json candidates) {
+    return json{{"kind", "dense"}, {"m", 4096}, {"n", 32768}, {"k", 512}, {"m_config", 4096},
+                {"candidates", candidates}};
+  };
+  kiln::test::TempDir dir("kiln-score-test");
+  const fs::path d = dir.path() / "d.json", e = dir.path() / "e.json";
+  auto doc = [](json result) {
+    return json{{"device", "NVIDIA H200"}, {"sms", 132}, {"results", {result}}}.dump();
+  };
+  kiln::test::write_text(d, doc(shape({{{"config", "128x256x3"}, {"us", 10.0}},
+                                       {{"config", "128x192x4g32"}, {"us", 12.0}}})));
+  kiln::test::write_text(e, doc(shape({{{"config", picked}, {"us", 10.0}},
+                                       {{"config", "128x256x3"}, {"us", 30.0}},
+                                       {{"config", "128x192x4g32"}, {"us", 12.0}}})));
+  for (const fs::path& f : {d, e}) {
+    INFO(f.filename());
+    const json j = kiln::test::success_json(kiln_cli(dir, {"score", f.string(), "--json"}));
+    CHECK(j.at("scored").get<int>() == 1);
+    CHECK(j.at("heuristic_not_timed").get<int>() == 0);
+    CHECK(j.at("worst_slowdown").get<double>() == Approx(1.0));
+  }
+}
+
 TEST_CASE("kiln score rejects what is not kiln tune --json output", "[unit][cli]") {
   kiln::test::TempDir dir("kiln-score-test");
   const fs::path not_json = dir.path() / "a.json", wrong = dir.path() / "b.json";

@@ -385,8 +385,11 @@ TEST_CASE("config names parse back", "[unit][config]") {
       CHECK(parsed == c);
     }
   Config c;
+  REQUIRE(parse_config_name("64x64x8k2g16", &c));
+  CHECK((c.split_k == 2 && c.group_m == 16 && c.multicast_n == 1 && c.stages == 8));
   for (const char* bad : {"", "128x128", "128x128x5k", "128x128x5x", "128x128x5k2m2", " 64x64x8",
                           "64x64x08", "64x64x8k2 ", "64x64x8m3", "64x64x8g", "64x64x8g8",
-                          "64x64x8g016", "64x64x8g16k2", "64x64x8k2g16x"})
+                          "64x64x8g016", "64x64x8g16k2", "64x64x8k2g16x", "64x64x8g0",
+                          "64x64x8g-1", "64x64x8k2g-5"})
     CHECK_FALSE(parse_config_name(bad, &c));
 }

@@ -62,6 +62,7 @@ std::vector<Scored> score_file(const std::string& path) {
       const gemm::Kind kind = kernel_kind(s.kind);
       const gemm::Config pick = gemm::heuristic_config(m_config, s.n, s.k, sms, kind);
       s.pick = gemm::config_name(pick);
+      bool pick_exact = false;
       for (const auto& c : r.at("candidates")) {
         if (c.at("us").is_null()) continue;
         const std::string name = c.at("config").get<std::string>();
@@ -75,9 +76,11 @@ std::vector<Scored> score_file(const std::string& path) {
         if (!(us > 0)) continue;
         if (std::isnan(s.best_us) || us < s.best_us) s.best_us = us, s.best = name;
         // The band height (group_m, band_rows) is not what is scored: timings stored before
-        // it was chosen per K (names without a g suffix: 8) count for the pick's block shape.
+        // it was chosen per K (names without a g suffix: 8) count for the pick's block shape
+        // where the pick itself was not timed.
+        if (config == pick) s.pick_us = us, pick_exact = true;
         config.group_m = pick.group_m;
-        if (config == pick) s.pick_us = us;
+        if (config == pick && !pick_exact) s.pick_us = us;
       }
       if (!std::isnan(s.best_us)) out.push_back(s);
     }

@@ -181,7 +181,9 @@ void add_tune(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--top", o->top, "Time only the K most promising candidates (+ the heuristic's)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--iters", o->iters, "Timed runs per candidate")->check(CLI::Range(1, 10000));
-  cmd->add_flag("--force", o->force, "Re-tune shapes already in the database");
+  cmd->add_flag("--force", o->force,
+                "Time every shape again (without it, only shapes timed with other kernels or "
+                "stored with a config that is no longer a candidate, e.g. hand-edited)");
   cmd->add_flag("--verbose,-v", o->verbose, "Print every candidate's time");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([run, o] {
