@@ -169,11 +169,6 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
   return configs;
 }
 
-bool is_candidate(const Config& config, int n, int k, Kind kind) {
-  const std::vector<Config> configs = candidate_configs(n, k, kind);
-  return std::find(configs.begin(), configs.end(), config) != configs.end();
-}
-
 namespace {
 
 // Microseconds one CTA spends per 128-K block of its tile, by block shape, and the fixed costs

@@ -75,10 +75,6 @@ std::string check_config(const Config& config, int n, int k, Kind kind);
 int band_rows(int block_m, int k, Kind kind);
 // Every configuration the kernel supports for (n, k), deepest pipeline first.
 std::vector<Config> candidate_configs(int n, int k, Kind kind = Kind::kDense);
-// Whether `config` is one of candidate_configs(n, k, kind): what kiln tune compares today (a
-// configuration stored before a change of the candidates, e.g. one with bands of 8 where
-// band_rows now gives 32, is valid but was not compared with them).
-bool is_candidate(const Config& config, int n, int k, Kind kind);
 // Estimated time of a configuration for an M x N x K problem on num_sms SMs, from a model
 // fitted to H200 timings: compute_us counts tile waves x (K blocks x cost per K block + the
 // tile's epilogue) plus fixed costs; total_us is at least the time to stream the operands.

@@ -212,13 +212,15 @@ TEST_CASE("bands of block-rows: as tall as fits a quarter of the L2 in A, dense 
   CHECK(config_name(heuristic_config(4096, 32768, 512, 132)) == "128x256x3g32");
   // A configuration stored before the bands is valid but no longer a candidate, so kiln tune
   // times the shape again; the grouped kinds kept bands of 8.
-  CHECK(is_candidate(heuristic_config(4096, 32768, 512, 132), 32768, 512, Kind::kDense));
-  CHECK(is_candidate({128, 256, 3, 32}, 32768, 512, Kind::kDense));
-  CHECK_FALSE(is_candidate({128, 256, 3, 8}, 32768, 512, Kind::kDense));
+  CHECK(contains_config(candidate_configs(32768, 512),
+                        heuristic_config(4096, 32768, 512, 132)));
+  CHECK(contains_config(candidate_configs(32768, 512, Kind::kDense), {128, 256, 3, 32}));
+  CHECK_FALSE(contains_config(candidate_configs(32768, 512, Kind::kDense), {128, 256, 3, 8}));
   CHECK(check_config({128, 256, 3, 8}, 32768, 512, Kind::kDense).empty());
-  CHECK(is_candidate({128, 256, 3, 8}, 7168, 16384, Kind::kDense));
-  CHECK(is_candidate({128, 256, 3, 8}, 7168, 2048, Kind::kGroupedByRow));
-  CHECK_FALSE(is_candidate({128, 256, 2, 32}, 32768, 512, Kind::kDense));  // not the deepest
+  CHECK(contains_config(candidate_configs(7168, 16384, Kind::kDense), {128, 256, 3, 8}));
+  CHECK(contains_config(candidate_configs(7168, 2048, Kind::kGroupedByRow), {128, 256, 3, 8}));
+  // not the deepest ring
+  CHECK_FALSE(contains_config(candidate_configs(32768, 512, Kind::kDense), {128, 256, 2, 32}));
 }
 
 TEST_CASE("the heuristic's choice has the least estimated time", "[unit][config]") {

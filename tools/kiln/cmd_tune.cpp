@@ -58,7 +58,7 @@ int run_tune(const TuneOptions& o) {
   nlohmann::json results = nlohmann::json::array();
   // Shapes tuned with these kernels among today's candidates are skipped; the others are
   // timed again: a kernel change can change which config is fastest, and a stored config that
-  // is no longer a candidate (gemm::is_candidate) was not compared with those that are.
+  // is no longer among candidate_configs was not compared with those that are.
   const std::string kernels = jit::kernel_headers().digest;
   int tuned = 0, skipped = 0, left = 0, stale = 0, stale_candidates = 0;
   Progress progress("tune", shapes.size());
@@ -85,8 +85,11 @@ int run_tune(const TuneOptions& o) {
     const int cm = problems.front().config_m;
     const gemm::TunedEntry* before =
         db.find_tuned(device.name, device.num_sms, kind, s.n, s.k, cm);
+    std::vector<gemm::Config> candidates = gemm::candidate_configs(s.n, s.k, kind);
     const bool same_kernels = before && before->kernels == kernels;
-    const bool candidate = before && gemm::is_candidate(before->config, s.n, s.k, kind);
+    const bool candidate =
+        before && std::find(candidates.begin(), candidates.end(), before->config) !=
+                      candidates.end();
     if (!o.force && same_kernels && candidate) {
       ++skipped;
       continue;
@@ -98,7 +101,6 @@ int run_tune(const TuneOptions& o) {
       break;
     }
     const gemm::Config heuristic = gemm::heuristic_config(cm, s.n, s.k, device.num_sms, kind);
-    std::vector<gemm::Config> candidates = gemm::candidate_configs(s.n, s.k, kind);
     std::sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
       return gemm::estimate_time(a, cm, s.n, s.k, device.num_sms).total_us <
              gemm::estimate_time(b, cm, s.n, s.k, device.num_sms).total_us;
