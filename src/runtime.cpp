@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <iterator>
 
 #include "driver/cuda_driver.hpp"
 #include "jit/kernel_headers.hpp"
@@ -26,7 +27,11 @@ const char* to_string(ErrorCode code) {
   return "unknown";
 }
 
-Runtime::Impl::Impl(RuntimeOptions options) : options_(options) {
+namespace {
+std::atomic<uint64_t> next_runtime_id{1};
+}  // namespace
+
+Runtime::Impl::Impl(RuntimeOptions options) : options_(options), id_(next_runtime_id++) {
   if (const char* pdl = std::getenv("KILN_PDL")) {
     const std::string value = pdl;
     if (value == "0" || value == "1")
@@ -43,7 +48,7 @@ Runtime::Impl::~Impl() {
   // Libraries are unloaded only while the driver is still usable; at process exit it may
   // already be torn down, and the OS reclaims everything anyway.
   if (!driver::available()) return;
-  for (auto& [spec, kernel] : loaded_)
+  for (const auto& kernel : loaded_.all())
     if (kernel->library) driver::get().cuLibraryUnload(kernel->library);
 }
 
@@ -137,8 +142,7 @@ LoadedKernel& Runtime::Impl::kernel(const gemm::KernelSpec& spec, CUstream strea
     driver::check(got, "cuLibraryGetKernel");
   }
   kernels_loaded_.fetch_add(1, std::memory_order_relaxed);
-  std::unique_lock lock(loaded_mutex_);
-  return *loaded_.emplace(spec, std::move(loaded)).first->second;
+  return loaded_.insert(std::move(loaded));  // under load_mutex_
 }
 
 void Runtime::Impl::configure(LoadedKernel& kernel, CUdevice device) {
@@ -181,10 +185,28 @@ const gemm::TuningDb& Runtime::Impl::tuning_db() {
 
 ConfigChoice Runtime::Impl::choose_config(gemm::Kind kind, int m, int n, int k,
                                           const DeviceInfo& device) {
-  if (const gemm::Config* tuned =
-          tuning_db().find(device.name_hash, device.num_sms, kind, n, k, m))
-    return {*tuned, true};
-  return {gemm::heuristic_config(m, n, k, device.num_sms, kind), false};
+  // The choice depends only on the problem, the device and this runtime's tuning database,
+  // and the heuristic scores every block shape (0.15-0.45 µs), so each thread keeps its
+  // recent choices in a small direct-mapped table keyed by the whole problem.
+  struct Memo {
+    uint64_t runtime = 0, device = 0;
+    int sms = 0, kind = 0, m = 0, n = 0, k = 0;
+    ConfigChoice choice;
+  };
+  thread_local Memo memo[32];
+  const uint64_t h = (uint64_t(uint32_t(m)) * 0x9E3779B97F4A7C15ull) ^
+                     (uint64_t(uint32_t(n)) << 20) ^ (uint64_t(uint32_t(k)) << 3) ^
+                     uint64_t(kind);
+  Memo& slot = memo[(h ^ (h >> 29)) % 32];
+  if (slot.runtime == id_ && slot.device == device.name_hash && slot.sms == device.num_sms &&
+      slot.kind == int(kind) && slot.m == m && slot.n == n && slot.k == k)
+    return slot.choice;
+  const gemm::Config* tuned = tuning_db().find(device.name_hash, device.num_sms, kind, n, k, m);
+  const ConfigChoice choice =
+      tuned ? ConfigChoice{*tuned, true}
+            : ConfigChoice{gemm::heuristic_config(m, n, k, device.num_sms, kind), false};
+  slot = {id_, device.name_hash, device.num_sms, int(kind), m, n, k, choice};
+  return choice;
 }
 
 const DeviceInfo& Runtime::Impl::current_device() {
@@ -224,8 +246,14 @@ RuntimeStats Runtime::Impl::stats() const {
   s.kernels_compiled = compiled_.load();
   s.disk_hits = disk_hits_.load();
   s.kernels_loaded = kernels_loaded_.load();
-  s.launches = launches_.load();
+  for (const LaunchCount& count : launches_) s.launches += count.value.load();
   return s;
+}
+
+void Runtime::Impl::count_launch() {
+  static std::atomic<unsigned> next_thread{0};
+  thread_local const unsigned line = next_thread++ % std::size(launches_);
+  launches_[line].value.fetch_add(1, std::memory_order_relaxed);
 }
 
 Runtime::Runtime() : Runtime(RuntimeOptions{}) {}

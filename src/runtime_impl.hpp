@@ -6,13 +6,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
-#include <unordered_map>
 
 #include "cache/store.hpp"
 #include "gemm/config.hpp"
 #include "gemm/tuning_db.hpp"
+#include "kernel_table.hpp"
 #include "kiln/runtime.hpp"
 
 namespace kiln {
@@ -91,14 +90,10 @@ class Runtime::Impl {
   // From the disk cache, else NVRTC (and then stored). Needs no GPU.
   CompiledKernel compile(const gemm::KernelSpec& spec);
 
-  // The loaded kernel for spec, or null: the hot path (shared lock, no allocation).
-  LoadedKernel* find(const gemm::KernelSpec& spec) const {
-    std::shared_lock lock(loaded_mutex_);
-    auto it = loaded_.find(spec);
-    return it == loaded_.end() ? nullptr : it->second.get();
-  }
+  // The loaded kernel for spec, or null: the hot path (no lock, no allocation).
+  LoadedKernel* find(const gemm::KernelSpec& spec) const { return loaded_.find(spec); }
   // The loaded kernel for spec; compiles/loads on a miss unless `stream` is capturing.
-  // Thread-safe; a hit takes a shared lock and touches no files.
+  // Thread-safe; a hit takes no lock and touches no files.
   LoadedKernel& kernel(const gemm::KernelSpec& spec, CUstream stream);
   // Once per device: sets the kernel's dynamic shared memory limit and measures how many of
   // its clusters fit on the device at once (the persistent grid size).
@@ -107,13 +102,14 @@ class Runtime::Impl {
   // The current context's device. Throws if there is no current context.
   const DeviceInfo& current_device();
 
-  // The tuning database's config for the problem, else the heuristic's.
+  // The tuning database's config for the problem, else the heuristic's; each thread keeps
+  // its recent choices.
   ConfigChoice choose_config(gemm::Kind kind, int m, int n, int k, const DeviceInfo& device);
   const gemm::TuningDb& tuning_db();
   std::filesystem::path tuning_db_path() const;
 
   RuntimeStats stats() const;
-  void count_launch() { launches_.fetch_add(1, std::memory_order_relaxed); }
+  void count_launch();
   const cache::Store* store() const { return store_ ? &*store_ : nullptr; }
   bool programmatic_launch() const { return options_.programmatic_launch; }
 
@@ -122,11 +118,17 @@ class Runtime::Impl {
   RuntimeOptions options_;
   std::once_flag tuning_once_;
   gemm::TuningDb tuning_db_;
-  std::unordered_map<gemm::KernelSpec, std::unique_ptr<LoadedKernel>, gemm::KernelSpecHash>
-      loaded_;
-  mutable std::shared_mutex loaded_mutex_;
+  KernelTable<LoadedKernel> loaded_;
   std::mutex load_mutex_;  // serializes compile + load of new kernels in this process
-  std::atomic<uint64_t> compiled_{0}, disk_hits_{0}, kernels_loaded_{0}, launches_{0};
+  std::atomic<uint64_t> compiled_{0}, disk_hits_{0}, kernels_loaded_{0};
+  // Launches, counted on one of several cache lines chosen per thread, so that threads
+  // calling at once do not all write one line.
+  struct alignas(64) LaunchCount {
+    std::atomic<uint64_t> value{0};
+  };
+  LaunchCount launches_[16];
+  // Tells this runtime's memoized config choices from another's (choose_config).
+  const uint64_t id_;
 };
 
 }  // namespace kiln

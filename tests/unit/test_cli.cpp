@@ -314,6 +314,8 @@ TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
       {{"bench", "--model", "deepseek-v3", "--m", "64"}, "excludes"},
       {{"bench", "--l2", "warm"}, "--l2"},
       {{"bench", "--chain", "--l2", "flush"}, "--chain"},  // a flush would sit between runs
+      {{"bench", "--host-threads", "0"}, "--host-threads"},
+      {{"bench", "--host-threads", "65"}, "--host-threads"},
   };
   for (const Case& c : cases) {
     std::string joined;

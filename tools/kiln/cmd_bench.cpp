@@ -5,11 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "bench/cublaslt_ref.hpp"
 #include "bench/harness.hpp"
+#include "bench/host_time.hpp"
 #include "cli.hpp"
 #include "gemm/check.hpp"
 #include "gemm/config.hpp"
@@ -31,6 +34,7 @@ struct BenchOptions {
   int iters = 30;
   std::string l2 = "rotate";
   bool json = false, csv = false, no_reference = false, chain = false;
+  int host_threads = 1;
 };
 
 // The 18 dense shapes of the benchmark: M in {64, 128, 4096} x DeepSeek-V3's (N, K).
@@ -67,8 +71,10 @@ int run_bench(const BenchOptions& o) {
   std::mt19937_64 rng(12345);
   // Latency of kiln itself, on the first dense shape, before anything else runs: the first
   // call in this process (disk cache load or compile, plus load onto the GPU), then the host
-  // time of a warm call (enqueue only, many calls back to back; the kernel is ~10 us).
-  double first_call_ms = NAN, host_us = NAN;
+  // time of a warm call (enqueue only, many calls back to back from --host-threads threads;
+  // the kernel is ~10 us) and of an empty kernel's launch, the driver's floor
+  // (bench/host_time.hpp).
+  double first_call_ms = NAN, host_us = NAN, empty_launch_us = NAN;
   std::string first_call_source;
   for (const ShapeSpec& s : shapes) {
     if (s.kind != "dense") continue;
@@ -84,25 +90,21 @@ int run_bench(const BenchOptions& o) {
     first_call_source = after.kernels_compiled > before.kernels_compiled ? "compiled"
                         : after.disk_hits > before.disk_hits           ? "from the disk cache"
                                                                        : "already loaded";
-    // The median of 7 rounds of 200 calls (the host's own noise is large).
-    constexpr int kCalls = 200, kRounds = 7;
-    for (int i = 0; i < 10; ++i) gemm_fp8(args, stream);
-    std::vector<double> rounds;
-    for (int r = 0; r < kRounds; ++r) {
-      KILN_CU(cu.cuStreamSynchronize(stream));
-      t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < kCalls; ++i) gemm_fp8(args, stream);
-      rounds.push_back(
-          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-              .count() / kCalls);
-    }
-    KILN_CU(cu.cuStreamSynchronize(stream));
-    std::nth_element(rounds.begin(), rounds.begin() + kRounds / 2, rounds.end());
-    host_us = rounds[kRounds / 2];
+    // Every thread writes its own D; the inputs are shared.
+    host_us = bench::host_us_per_call(o.host_threads, [&](CUstream thread_stream) {
+      auto d = std::make_shared<DeviceBuffer>(size_t(s.m) * s.n * 2);
+      GemmFp8Args thread_args = args;
+      thread_args.d = d->get_as<void>();
+      return std::function<void()>(
+          [thread_args, d, thread_stream] { gemm_fp8(thread_args, thread_stream); });
+    });
+    empty_launch_us = bench::empty_launch_us(o.host_threads);
     if (!o.json && !o.csv)
       fmt::print("first call in this process ({}x{}x{}): {:.2f} ms ({}); host time per warm "
-                 "call: {:.2f} us\n",
-                 s.m, s.n, s.k, first_call_ms, first_call_source, host_us);
+                 "call: {:.2f} us ({} thread{}, each its own stream; an empty kernel's launch: "
+                 "{:.2f} us)\n",
+                 s.m, s.n, s.k, first_call_ms, first_call_source, host_us, o.host_threads,
+                 o.host_threads == 1 ? "" : "s", empty_launch_us);
     break;
   }
 
@@ -255,6 +257,8 @@ int run_bench(const BenchOptions& o) {
                               {"first_call_ms", first_call_ms},
                               {"first_call_source", first_call_source},
                               {"host_us_per_warm_call", host_us},
+                              {"host_threads", o.host_threads},
+                              {"empty_launch_us", empty_launch_us},
                               {"geomean_ratio_vs_cublaslt_block", geomean},
                               {"kernels_compiled", stats.kernels_compiled},
                               {"disk_hits", stats.disk_hits}}
@@ -288,6 +292,10 @@ void add_bench(CLI::App& app, std::function<int()>* run) {
                   "How each timed run starts with a cold L2: rotate (own input copy per run, "
                   "default) or flush (256 MiB memset before each run)")
       ->check(CLI::IsMember({"rotate", "flush"}));
+  cmd->add_option("--host-threads", o->host_threads,
+                  "Threads that call kiln at once, each on its own stream, when the host time "
+                  "per warm call is measured (default 1)")
+      ->check(CLI::Range(1, 64));
   cmd->add_flag("--chain", o->chain,
                 "Time runs back to back, 16 between two events (as a serving loop runs them; "
                 "kiln's launches then overlap, unless KILN_PDL=0), instead of one run each");
