@@ -1,8 +1,9 @@
 // The loaded kernels by spec, for the warm path: a lookup takes no lock and writes no shared
-// memory, so threads that call at once do not contend (with a shared lock every lookup wrote
-// the lock's cache line: 33 ns per lookup on one thread, 2.1 µs each on 16; docs/
-// PERFORMANCE.md). Insert-only: a kernel stays until the table is destroyed. Inserts are
-// serialized by the caller; lookups may run alongside them.
+// memory, so threads that call at once do not contend. (With a shared lock every lookup wrote
+// the lock's cache line: a lookup plus the launch count, then one shared counter, took 33 ns
+// on one thread and 2.1 µs each on 16; docs/PERFORMANCE.md.) Insert-only: a kernel stays
+// until the table is destroyed. Inserts are serialized by the caller; lookups may run
+// alongside them.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -16,7 +17,7 @@ namespace kiln {
 template <typename Kernel>  // has a `gemm::KernelSpec spec`
 class KernelTable {
  public:
-  KernelTable() { grow(64); }
+  KernelTable() { publish(std::make_unique<Slots>(64)); }
 
   Kernel* find(const gemm::KernelSpec& spec) const {
     const Slots* slots = current_.load(std::memory_order_acquire);
@@ -27,11 +28,20 @@ class KernelTable {
   }
 
   // The caller holds the lock that serializes inserts, and `kernel->spec` is not in the table.
+  // If it throws (allocation), the table is as it was and the kernel is destroyed.
   Kernel& insert(std::unique_ptr<Kernel> kernel) {
+    // Every allocation first: the table stays at most half full, so a probe always ends at
+    // an empty slot.
+    owned_.reserve(owned_.size() + 1);
+    const size_t capacity = tables_.back()->mask + 1;
+    std::unique_ptr<Slots> bigger;
+    if (2 * (owned_.size() + 1) > capacity) {
+      bigger = std::make_unique<Slots>(2 * capacity);
+      tables_.reserve(tables_.size() + 1);
+    }
     Kernel& added = *kernel;
     owned_.push_back(std::move(kernel));
-    // At most half full, so a probe always ends at an empty slot.
-    if (2 * owned_.size() > tables_.back()->mask + 1) grow(2 * (tables_.back()->mask + 1));
+    if (bigger) publish(std::move(bigger));
     else place(*tables_.back(), &added);
     return added;
   }
@@ -50,10 +60,10 @@ class KernelTable {
     while (slots.at[i].load(std::memory_order_relaxed)) i = (i + 1) & slots.mask;
     slots.at[i].store(kernel, std::memory_order_release);
   }
-  // A larger table with every kernel, published whole; the old ones stay allocated (a lookup
-  // may still be reading one), together at most the size of the newest.
-  void grow(size_t capacity) {
-    auto slots = std::make_unique<Slots>(capacity);
+  // A larger table, filled with every kernel, then published whole; the old ones stay
+  // allocated (a lookup may still be reading one), together at most the size of the newest.
+  // (insert reserves tables_'s room before it changes anything.)
+  void publish(std::unique_ptr<Slots> slots) {
     for (const auto& kernel : owned_) place(*slots, kernel.get());
     current_.store(slots.get(), std::memory_order_release);
     tables_.push_back(std::move(slots));

@@ -78,6 +78,20 @@ struct ConfigChoice {
   bool tuned = false;  // from the tuning database, else the heuristic
 };
 
+// What a config choice depends on: the problem, the device and the runtime (its tuning
+// database). Key of the per-thread memo in Runtime::Impl::choose_config.
+struct ChoiceKey {
+  uint64_t runtime = 0, device = 0;  // Runtime::Impl id, DeviceInfo::name_hash
+  int sms = 0;
+  gemm::Kind kind = gemm::Kind::kDense;
+  int m = 0, n = 0, k = 0;
+  bool operator==(const ChoiceKey& o) const {
+    return runtime == o.runtime && device == o.device && sms == o.sms && kind == o.kind &&
+           m == o.m && n == o.n && k == o.k;
+  }
+  uint64_t hash() const;
+};
+
 class Runtime::Impl {
  public:
   explicit Impl(RuntimeOptions options);

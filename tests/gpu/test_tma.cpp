@@ -1,9 +1,9 @@
-// TMA descriptors (gemm/tma.cpp): each thread keeps its recent ones in 16 slots; every answer
+// TMA descriptors (gemm/tma.cpp): each thread keeps its 16 most recent ones, and every answer
 // must be the descriptor a fresh encode gives. Each family below varies one argument over
-// more values than the table has slots, so members share slots and replace one another: a
-// key compare that missed that argument would return another member's descriptor (for the
-// families' fixed values, that happens 6-118 times per family).
+// more values than there are slots, so members share slots and replace one another. (That
+// the key tells every argument apart is checked without a GPU: test_hot_path.cpp.)
 #include <cstring>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -30,10 +30,16 @@ CUtensorMap encode(const TmaArgs& a) {
 // On a new thread, whose table is empty: the driver's encoding.
 CUtensorMap fresh(const TmaArgs& a) {
   CUtensorMap map{};
+  std::exception_ptr error;
   std::thread([&] {
-    test::make_context_current();
-    map = encode(a);
+    try {
+      test::make_context_current();
+      map = encode(a);
+    } catch (...) {
+      error = std::current_exception();
+    }
   }).join();
+  if (error) std::rethrow_exception(error);
   return map;
 }
 

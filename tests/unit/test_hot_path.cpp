@@ -1,5 +1,6 @@
-// The warm call's shared state (Runtime::Impl): the loaded-kernel table read without a lock,
-// the per-thread memo of config choices, and the launch count kept on several cache lines.
+// The warm call's shared state and memos: the loaded-kernel table read without a lock, the
+// per-thread memos of config choices and TMA descriptors (RecentTable and their keys), and
+// the launch count kept on several cache lines.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -9,8 +10,10 @@
 #include <vector>
 
 #include "gemm/config.hpp"
+#include "gemm/tma.hpp"
 #include "gemm/tuning_db.hpp"
 #include "kernel_table.hpp"
+#include "recent_table.hpp"
 #include "runtime_impl.hpp"
 #include "support.hpp"
 
@@ -98,8 +101,7 @@ TEST_CASE("config choices are memoized per problem, runtime and device", "[unit]
   plain.tuning_db = (dir.path() / "none.json").string();  // no file: no tuned entries
   Runtime::Impl a(plain);
 
-  // Every answer is the heuristic's, asked twice (the second from the memo), over more
-  // problems than the memo has slots.
+  // Every answer is the heuristic's, asked twice, over more problems than the memo has slots.
   const int ms[] = {1, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
   const int nks[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384},
                         {4096, 7168}, {7168, 2048}};
@@ -118,10 +120,17 @@ TEST_CASE("config choices are memoized per problem, runtime and device", "[unit]
       CHECK(a.choose_config(gemm::Kind::kDense, m, 7168, 2048, device).config ==
             gemm::heuristic_config(m, 7168, 2048, device.num_sms));
     }
+  // Where the SM count changes the choice, each device gets its own.
   DeviceInfo fewer_sms = device;
-  fewer_sms.num_sms = 78;
-  CHECK(a.choose_config(gemm::Kind::kDense, 4096, 7168, 16384, fewer_sms).config ==
-        gemm::heuristic_config(4096, 7168, 16384, 78));
+  fewer_sms.num_sms = 120;
+  REQUIRE_FALSE(gemm::heuristic_config(4096, 7168, 16384, 120) ==
+                gemm::heuristic_config(4096, 7168, 16384, 132));
+  for (int pass = 0; pass < 2; ++pass) {
+    CHECK(a.choose_config(gemm::Kind::kDense, 4096, 7168, 16384, fewer_sms).config ==
+          gemm::heuristic_config(4096, 7168, 16384, 120));
+    CHECK(a.choose_config(gemm::Kind::kDense, 4096, 7168, 16384, device).config ==
+          gemm::heuristic_config(4096, 7168, 16384, 132));
+  }
 
   // A second runtime with a tuning database: its entry wins on the same thread, where the
   // first runtime's choice for the same problem is still memoized.
@@ -155,4 +164,44 @@ TEST_CASE("launches counted from several threads add up", "[unit][runtime]") {
     });
   for (auto& t : threads) t.join();
   CHECK(rt.stats().launches == 6000);
+}
+
+// With one slot every key shares it: a key that differs in any one field must miss, or a
+// memo would hand one problem's answer to another.
+TEST_CASE("memo keys tell apart every field the memoized value depends on", "[unit][runtime]") {
+  SECTION("config choices") {
+    const ChoiceKey first{1, 0xabc, 132, gemm::Kind::kDense, 4096, 7168, 16384};
+    std::vector<ChoiceKey> others(7, first);
+    others[0].runtime = 2, others[1].device = 0xabd, others[2].sms = 78;
+    others[3].kind = gemm::Kind::kGroupedMasked, others[4].m = 4095, others[5].n = 2112;
+    others[6].k = 7168;
+    for (size_t i = 0; i < others.size(); ++i) {
+      RecentTable<ChoiceKey, int, 1> memo;
+      memo.store(first, 7);
+      INFO("field " << i);
+      REQUIRE(memo.find(first) != nullptr);
+      CHECK(*memo.find(first) == 7);
+      CHECK(memo.find(others[i]) == nullptr);
+      memo.store(others[i], 8);
+      CHECK(memo.find(first) == nullptr);
+      CHECK(*memo.find(others[i]) == 8);
+    }
+  }
+  SECTION("TMA descriptors") {
+    static char buffer[64];
+    const gemm::TmaKey first{buffer,      7168, 4096, 7168, 128, 128, CU_TENSOR_MAP_DATA_TYPE_UINT8,
+                             CU_TENSOR_MAP_SWIZZLE_128B};
+    std::vector<gemm::TmaKey> others(8, first);
+    others[0].base = buffer + 16, others[1].inner = 7152, others[2].outer = 4095;
+    others[3].row_stride_bytes = 7184, others[4].box_inner = 64, others[5].box_outer = 64;
+    others[6].dtype = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    others[7].swizzle = CU_TENSOR_MAP_SWIZZLE_NONE;
+    for (size_t i = 0; i < others.size(); ++i) {
+      RecentTable<gemm::TmaKey, int, 1> memo;
+      memo.store(first, 7);
+      INFO("field " << i);
+      CHECK(memo.find(first) != nullptr);
+      CHECK(memo.find(others[i]) == nullptr);
+    }
+  }
 }
