@@ -32,7 +32,7 @@ class KernelTable {
   Kernel& insert(std::unique_ptr<Kernel> kernel) {
     // Every allocation first: the table stays at most half full, so a probe always ends at
     // an empty slot.
-    owned_.reserve(owned_.size() + 1);
+    if (owned_.size() == owned_.capacity()) owned_.reserve(2 * owned_.size() + 16);
     const size_t capacity = tables_.back()->mask + 1;
     std::unique_ptr<Slots> bigger;
     if (2 * (owned_.size() + 1) > capacity) {
@@ -62,11 +62,11 @@ class KernelTable {
   }
   // A larger table, filled with every kernel, then published whole; the old ones stay
   // allocated (a lookup may still be reading one), together at most the size of the newest.
-  // (insert reserves tables_'s room before it changes anything.)
   void publish(std::unique_ptr<Slots> slots) {
     for (const auto& kernel : owned_) place(*slots, kernel.get());
-    current_.store(slots.get(), std::memory_order_release);
-    tables_.push_back(std::move(slots));
+    const Slots* published = slots.get();
+    tables_.push_back(std::move(slots));  // kept before anyone can read it
+    current_.store(published, std::memory_order_release);
   }
 
   std::atomic<const Slots*> current_{nullptr};

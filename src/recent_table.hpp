@@ -1,14 +1,17 @@
-// A per-thread memo of recent results: a direct-mapped table of kSlots slots, each holding the
-// last key that hashed there and its value. Key: equality-comparable, with `uint64_t hash()`
-// over every field that the value depends on.
+// A per-thread memo of recent results: kSlots slots in sets of two. A key may sit in either
+// slot of its set (key.hash() % sets); a new key replaces the one of the two used less
+// recently. Key: equality-comparable, with `uint64_t hash()` over every field the value
+// depends on. Key and Value are trivially destructible, so a thread_local table costs a
+// thread nothing at start or exit.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace kiln {
 
 // Spreads every input bit over the whole word (MurmurHash3's finalizer), so that keys which
-// differ in any one field land in different slots.
+// differ in any one field land in different sets.
 inline uint64_t mix64(uint64_t h) {
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
@@ -25,21 +28,41 @@ inline uint64_t hash_combine(uint64_t h, uint64_t field) {
 
 template <typename Key, typename Value, size_t kSlots>
 class RecentTable {
+  static_assert(kSlots % 2 == 0, "slots come in sets of two");
+  static_assert(std::is_trivially_destructible_v<Key> && std::is_trivially_destructible_v<Value>,
+                "a thread_local table must need no cleanup at thread exit");
+
  public:
-  const Value* find(const Key& key) const {
-    const Slot& slot = slots_[index(key)];
-    return slot.valid && slot.key == key ? &slot.value : nullptr;
+  static constexpr size_t kSets = kSlots / 2;
+  static size_t set_of(const Key& key) { return size_t(key.hash() % kSets); }
+
+  const Value* find(const Key& key) {
+    Set& set = sets_[set_of(key)];
+    for (int way = 0; way < 2; ++way)
+      if (set.slot[way].valid && set.slot[way].key == key) {
+        set.newer = uint8_t(way);
+        return &set.slot[way].value;
+      }
+    return nullptr;
   }
-  void store(const Key& key, const Value& value) { slots_[index(key)] = {true, key, value}; }
+  void store(const Key& key, const Value& value) {
+    Set& set = sets_[set_of(key)];
+    const int way = 1 - set.newer;
+    set.slot[way] = {true, key, value};
+    set.newer = uint8_t(way);
+  }
 
  private:
-  static size_t index(const Key& key) { return size_t(mix64(key.hash()) % kSlots); }
   struct Slot {
     bool valid = false;
     Key key{};
     Value value{};
   };
-  Slot slots_[kSlots];
+  struct Set {
+    Slot slot[2];
+    uint8_t newer = 1;  // the way found or stored last; a store takes the other
+  };
+  Set sets_[kSets];
 };
 
 }  // namespace kiln

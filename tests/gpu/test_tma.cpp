@@ -1,4 +1,4 @@
-// TMA descriptors (gemm/tma.cpp): each thread keeps its 16 most recent ones, and every answer
+// TMA descriptors (gemm/tma.cpp): each thread keeps recent ones in 16 slots, and every answer
 // must be the descriptor a fresh encode gives. Each family below varies one argument over
 // more values than there are slots, so members share slots and replace one another. (That
 // the key tells every argument apart is checked without a GPU: test_hot_path.cpp.)

@@ -3,6 +3,7 @@
 // the launch count kept on several cache lines.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -102,7 +103,7 @@ TEST_CASE("config choices are memoized per problem, runtime and device", "[unit]
   Runtime::Impl a(plain);
 
   // Every answer is the heuristic's, asked twice, over more problems than the memo has slots.
-  const int ms[] = {1, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
+  const int ms[] = {1, 16, 64, 128, 192, 256, 512, 1024, 1536, 2048, 4096, 8192};
   const int nks[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384},
                         {4096, 7168}, {7168, 2048}};
   for (int pass = 0; pass < 2; ++pass)
@@ -166,42 +167,74 @@ TEST_CASE("launches counted from several threads add up", "[unit][runtime]") {
   CHECK(rt.stats().launches == 6000);
 }
 
-// With one slot every key shares it: a key that differs in any one field must miss, or a
-// memo would hand one problem's answer to another.
+// One set of two slots holds every key: a key that differs in any one field must miss, or a
+// memo would hand one problem's answer to another. And each field must move a key to other
+// sets (else keys that differ in it would keep evicting one another).
+template <typename Key>
+void check_fields(const Key& first, const std::vector<std::vector<Key>>& variants) {
+  for (size_t field = 0; field < variants.size(); ++field) {
+    INFO("field " << field);
+    const Key& other = variants[field][0];
+    RecentTable<Key, int, 2> memo;
+    memo.store(first, 7);
+    REQUIRE(memo.find(first) != nullptr);
+    CHECK(*memo.find(first) == 7);
+    CHECK(memo.find(other) == nullptr);
+    memo.store(other, 8);
+    CHECK(*memo.find(first) == 7);
+    CHECK(*memo.find(other) == 8);
+    std::vector<size_t> sets;
+    for (const Key& k : variants[field]) sets.push_back(RecentTable<Key, int, 64>::set_of(k));
+    CHECK(std::count(sets.begin(), sets.end(), sets[0]) < int(sets.size()));
+  }
+}
+
 TEST_CASE("memo keys tell apart every field the memoized value depends on", "[unit][runtime]") {
   SECTION("config choices") {
     const ChoiceKey first{1, 0xabc, 132, gemm::Kind::kDense, 4096, 7168, 16384};
-    std::vector<ChoiceKey> others(7, first);
-    others[0].runtime = 2, others[1].device = 0xabd, others[2].sms = 78;
-    others[3].kind = gemm::Kind::kGroupedMasked, others[4].m = 4095, others[5].n = 2112;
-    others[6].k = 7168;
-    for (size_t i = 0; i < others.size(); ++i) {
-      RecentTable<ChoiceKey, int, 1> memo;
-      memo.store(first, 7);
-      INFO("field " << i);
-      REQUIRE(memo.find(first) != nullptr);
-      CHECK(*memo.find(first) == 7);
-      CHECK(memo.find(others[i]) == nullptr);
-      memo.store(others[i], 8);
-      CHECK(memo.find(first) == nullptr);
-      CHECK(*memo.find(others[i]) == 8);
+    std::vector<std::vector<ChoiceKey>> variants(7);
+    for (int i = 1; i <= 16; ++i) {
+      ChoiceKey k = first;
+      k.runtime = 1 + i, variants[0].push_back(k), k = first;
+      k.device = 0xabc + i, variants[1].push_back(k), k = first;
+      k.sms = 132 - i, variants[2].push_back(k), k = first;
+      if (i <= 3) k.kind = gemm::Kind(i), variants[3].push_back(k), k = first;
+      k.m = 4096 - i, variants[4].push_back(k), k = first;
+      k.n = 7168 - 16 * i, variants[5].push_back(k), k = first;
+      k.k = 16384 - 16 * i, variants[6].push_back(k);
     }
+    check_fields(first, variants);
   }
   SECTION("TMA descriptors") {
-    static char buffer[64];
+    static char buffer[1024];
     const gemm::TmaKey first{buffer,      7168, 4096, 7168, 128, 128, CU_TENSOR_MAP_DATA_TYPE_UINT8,
                              CU_TENSOR_MAP_SWIZZLE_128B};
-    std::vector<gemm::TmaKey> others(8, first);
-    others[0].base = buffer + 16, others[1].inner = 7152, others[2].outer = 4095;
-    others[3].row_stride_bytes = 7184, others[4].box_inner = 64, others[5].box_outer = 64;
-    others[6].dtype = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-    others[7].swizzle = CU_TENSOR_MAP_SWIZZLE_NONE;
-    for (size_t i = 0; i < others.size(); ++i) {
-      RecentTable<gemm::TmaKey, int, 1> memo;
-      memo.store(first, 7);
-      INFO("field " << i);
-      CHECK(memo.find(first) != nullptr);
-      CHECK(memo.find(others[i]) == nullptr);
+    std::vector<std::vector<gemm::TmaKey>> variants(8);
+    for (int i = 1; i <= 16; ++i) {
+      gemm::TmaKey k = first;
+      k.base = buffer + 16 * i, variants[0].push_back(k), k = first;
+      k.inner = 7168 - 16 * i, variants[1].push_back(k), k = first;
+      k.outer = 4096 - i, variants[2].push_back(k), k = first;
+      k.row_stride_bytes = 7168 + 16 * i, variants[3].push_back(k), k = first;
+      k.box_inner = 128 - 8 * i, variants[4].push_back(k), k = first;
+      k.box_outer = 128 - 4 * i, variants[5].push_back(k), k = first;
+      k.dtype = CUtensorMapDataType(i % 13), variants[6].push_back(k), k = first;
+      if (i <= 3) k.swizzle = CUtensorMapSwizzle(i - 1), variants[7].push_back(k);
     }
+    check_fields(first, variants);
   }
+}
+
+TEST_CASE("a memo set keeps the key used last and replaces the other", "[unit][runtime]") {
+  const ChoiceKey a{1, 1, 132, gemm::Kind::kDense, 64, 2112, 7168};
+  ChoiceKey b = a, c = a;
+  b.m = 128, c.m = 256;
+  RecentTable<ChoiceKey, int, 2> memo;  // one set: all three share it
+  memo.store(a, 1);
+  memo.store(b, 2);
+  CHECK(*memo.find(a) == 1);  // a is now the one used last
+  memo.store(c, 3);           // replaces b
+  CHECK(memo.find(b) == nullptr);
+  CHECK(*memo.find(a) == 1);
+  CHECK(*memo.find(c) == 3);
 }
