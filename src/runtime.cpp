@@ -136,14 +136,11 @@ LoadedKernel& Runtime::Impl::kernel(const gemm::KernelSpec& spec, CUstream strea
   loaded->smem_bytes = gemm::shared_memory_bytes(spec.config);
   KILN_CU(cu.cuLibraryLoadData(&loaded->library, compiled.entry.cubin.data(), nullptr, nullptr,
                                0, nullptr, nullptr, 0));
-  const CUresult got = cu.cuLibraryGetKernel(&loaded->kernel, loaded->library,
-                                             compiled.entry.manifest.lowered_name.c_str());
-  if (got != CUDA_SUCCESS) {
-    cu.cuLibraryUnload(loaded->library);
-    driver::check(got, "cuLibraryGetKernel");
-  }
-  const CUlibrary library = loaded->library;
+  const CUlibrary library = loaded->library;  // unloaded again if it is not kept
   try {
+    driver::check(cu.cuLibraryGetKernel(&loaded->kernel, library,
+                                        compiled.entry.manifest.lowered_name.c_str()),
+                  "cuLibraryGetKernel");
     LoadedKernel& added = loaded_.insert(std::move(loaded));  // under load_mutex_
     kernels_loaded_.fetch_add(1, std::memory_order_relaxed);
     return added;

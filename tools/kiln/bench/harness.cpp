@@ -67,7 +67,7 @@ double Timer::elapsed_us(CUevent start, CUevent stop) {
   return ms * 1e3;
 }
 
-double Timer::median(std::vector<double>& values) {
+double median(std::vector<double>& values) {
   std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
   return values[values.size() / 2];
 }

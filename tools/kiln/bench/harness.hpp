@@ -18,6 +18,9 @@ enum class L2Mode {
             // to memory during the timed run, which slows memory-bound kernels)
 };
 
+// The median of values (reordered in place; not empty).
+double median(std::vector<double>& values);
+
 class Timer {
  public:
   Timer(CUstream stream, L2Mode mode);
@@ -92,7 +95,6 @@ class Timer {
   void close_gate();
   void open_gate();
   double elapsed_us(CUevent start, CUevent stop);
-  static double median(std::vector<double>& values);
   CUstream stream_;
   CUstream gate_stream_ = nullptr;
   L2Mode mode_;

@@ -1,6 +1,5 @@
 #include "bench/host_time.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -9,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/harness.hpp"
 #include "driver/cuda_driver.hpp"
 #include "gemm/config.hpp"
 #include "jit/nvrtc_compiler.hpp"
@@ -76,8 +76,7 @@ double host_us_per_call(int threads, const MakeCall& make_call) {
                 .count() / kCalls);
       }
       KILN_CU(cu.cuStreamSynchronize(stream));
-      std::nth_element(rounds.begin(), rounds.begin() + kRounds / 2, rounds.end());
-      medians[t] = rounds[kRounds / 2];
+      medians[t] = median(rounds);
     } catch (...) {
       round_start.drop();
       const std::lock_guard lock(error_mutex);
