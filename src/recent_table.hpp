@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 namespace kiln {
@@ -24,6 +25,13 @@ inline uint64_t mix64(uint64_t h) {
 // Folds one more field into a key's hash.
 inline uint64_t hash_combine(uint64_t h, uint64_t field) {
   return mix64(h ^ (field + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2)));
+}
+
+// A key's hash over all its fields, in order (a key's `hash()`).
+inline uint64_t hash_fields(std::initializer_list<uint64_t> fields) {
+  uint64_t h = 0;
+  for (uint64_t field : fields) h = hash_combine(h, field);
+  return h;
 }
 
 template <typename Key, typename Value, size_t kSlots>

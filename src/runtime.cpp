@@ -189,11 +189,8 @@ const gemm::TuningDb& Runtime::Impl::tuning_db() {
 }
 
 uint64_t ChoiceKey::hash() const {
-  uint64_t h = runtime;
-  for (uint64_t field : {device, uint64_t(sms), uint64_t(kind), uint64_t(uint32_t(m)),
-                         uint64_t(uint32_t(n)), uint64_t(uint32_t(k))})
-    h = hash_combine(h, field);
-  return h;
+  return hash_fields({runtime, device, uint64_t(sms), uint64_t(kind), uint64_t(uint32_t(m)),
+                      uint64_t(uint32_t(n)), uint64_t(uint32_t(k))});
 }
 
 ConfigChoice Runtime::Impl::choose_config(gemm::Kind kind, int m, int n, int k,

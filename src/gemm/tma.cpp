@@ -12,11 +12,8 @@ bool TmaKey::operator==(const TmaKey& o) const {
 }
 
 uint64_t TmaKey::hash() const {
-  uint64_t h = reinterpret_cast<uintptr_t>(base);
-  for (uint64_t field : {inner, outer, row_stride_bytes, uint64_t(box_inner),
-                         uint64_t(box_outer), uint64_t(dtype), uint64_t(swizzle)})
-    h = hash_combine(h, field);
-  return h;
+  return hash_fields({reinterpret_cast<uintptr_t>(base), inner, outer, row_stride_bytes,
+                      box_inner, box_outer, uint64_t(dtype), uint64_t(swizzle)});
 }
 
 CUtensorMap make_tma_2d(const void* base, CUtensorMapDataType dtype, uint64_t inner,

@@ -62,7 +62,7 @@ std::vector<Scored> score_file(const std::string& path) {
       const gemm::Kind kind = kernel_kind(s.kind);
       const gemm::Config pick = gemm::heuristic_config(m_config, s.n, s.k, sms, kind);
       s.pick = gemm::config_name(pick);
-      bool pick_exact = false;
+      double bandless_us = NAN;  // the pick's block shape timed before the bands, if at all
       for (const auto& c : r.at("candidates")) {
         if (c.at("us").is_null()) continue;
         const std::string name = c.at("config").get<std::string>();
@@ -78,10 +78,11 @@ std::vector<Scored> score_file(const std::string& path) {
         // The band height (group_m, band_rows) is not what is scored: timings stored before
         // it was chosen per K (names without a g suffix: 8) count for the pick's block shape
         // where the pick itself was not timed.
-        if (config == pick) s.pick_us = us, pick_exact = true;
+        if (config == pick) s.pick_us = us;
         config.group_m = pick.group_m;
-        if (config == pick && !pick_exact) s.pick_us = us;
+        if (config == pick) bandless_us = us;
       }
+      if (std::isnan(s.pick_us)) s.pick_us = bandless_us;
       if (!std::isnan(s.best_us)) out.push_back(s);
     }
   } catch (const nlohmann::json::exception& e) {
