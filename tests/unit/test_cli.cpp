@@ -197,6 +197,22 @@ TEST_CASE("kiln compile builds once, then loads from disk in a new process", "[u
   CHECK(count_cache_entries(cli.cache()) == 2);
 }
 
+TEST_CASE("kiln compile --config compiles that config instead of the heuristic's", "[unit][cli]") {
+  Cli cli;
+  const json j = cli.run_json({"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config",
+                               "64x128x4k2g16", "--json"});
+  CHECK(j.at("outcome") == "compiled");
+  CHECK(j.at("spill_bytes") == 0);
+  const json& c = j.at("config");
+  CHECK(c.at("block_m") == 64);
+  CHECK(c.at("block_n") == 128);
+  CHECK(c.at("stages") == 4);
+  CHECK(c.at("split_k") == 2);
+  CHECK(c.at("group_m") == 16);
+  // Not the heuristic's kernel for this shape.
+  CHECK(cli.run_json(kCompile64).at("key") != j.at("key"));
+}
+
 TEST_CASE("kiln compile keys do not depend on the cache location", "[unit][cli]") {
   Cli a, b;  // two unrelated cache directories
   const json ja = a.run_json(kCompile64);
@@ -310,6 +326,12 @@ TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
       // Shape rules of gemm_fp8, named in the message.
       {{"compile", "--m", "1", "--n", "100", "--k", "7168"}, "N must be a multiple of 8"},
       {{"compile", "--m", "1", "--n", "2112", "--k", "7160"}, "K of 16"},
+      // A named config: a name kiln bench prints, and one the kernels support.
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x64"}, "--config 64x64"},
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x96x4"}, "block_n 96"},
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x256x3"},
+       "needs block_m 128"},
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x64x99"}, "stages 99"},
       // A shape set brings its own shapes: --m/--n/--k would be ignored.
       {{"bench", "--model", "deepseek-v3", "--m", "64"}, "excludes"},
       {{"bench", "--l2", "warm"}, "--l2"},

@@ -33,6 +33,7 @@ struct CompileOptions {
   std::string kind = "dense";
   int m = 0, n = 0, k = 0, groups = 1, sms = 132;
   std::string arch = "sm_90a";
+  std::string config;  // empty: the heuristic's
   bool json = false;
 };
 
@@ -54,6 +55,9 @@ void add_compile(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--arch", o->arch, "Target architecture")->capture_default_str();
   cmd->add_option("--sms", o->sms, "SM count the configuration is chosen for (132: H100/H200 SXM)")
       ->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--config", o->config,
+                  "Block config to compile instead of the heuristic's, as kiln bench names it "
+                  "(e.g. 64x64x6k2g16)");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([run, o] {
     *run = [o] {
@@ -68,7 +72,19 @@ void add_compile(CLI::App& app, std::function<int()>* run) {
       if (o->n % 8 != 0 || o->k % 16 != 0)
         throw Error(ErrorCode::kInvalidArgument,
                     fmt::format("--n {} --k {}: N must be a multiple of 8 and K of 16", o->n, o->k));
-      spec.config = gemm::heuristic_config(o->m * o->groups, o->n, o->k, o->sms, spec.kind);
+      if (o->config.empty()) {
+        spec.config = gemm::heuristic_config(o->m * o->groups, o->n, o->k, o->sms, spec.kind);
+      } else {
+        if (!gemm::parse_config_name(o->config, &spec.config))
+          throw Error(ErrorCode::kInvalidArgument,
+                      fmt::format("--config {}: not a config name; write it as kiln bench "
+                                  "prints it, e.g. 64x64x8k2g16",
+                                  o->config));
+        const std::string bad = gemm::check_config(spec.config, spec.n, spec.k, spec.kind);
+        if (!bad.empty())
+          throw Error(ErrorCode::kInvalidArgument,
+                      fmt::format("--config {}: {} is not supported", o->config, bad));
+      }
       const CompiledKernel c = Runtime::instance().impl().compile(spec);
       const cache::Manifest& m = c.entry.manifest;
       const std::string cubin =
