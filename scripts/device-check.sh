@@ -19,7 +19,11 @@ if [[ $what == all || $what == tests ]]; then
 fi
 if [[ $what == all || $what == sanitize ]]; then
   for tool in memcheck racecheck synccheck; do
-    compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/kiln_gpu_tests" "[small]" > "$OUT/sanitize_$tool.log" 2>&1
+    # racecheck hangs in split-K kernels, whose CTA 0 waits for the other CTAs' pushes
+    # (tests/gpu/test_gemm_fp8.cpp)
+    filter="[small]"
+    [[ $tool == racecheck ]] && filter="[small]~[split]"
+    compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/kiln_gpu_tests" "$filter" > "$OUT/sanitize_$tool.log" 2>&1
     summary+=("compute-sanitizer $tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -n 1)")
   done
 fi

@@ -80,12 +80,13 @@ int threads_per_block(const Config& c) { return (c.block_m / 64 + 1) * 128; }
 
 int shared_memory_bytes(const Config& c) {
   const int stage = (c.block_m + c.block_n) * 128;
-  // Split-K: the FP32 partial tile overlays the stage ring (what does not fit extends it).
-  const int d = c.split_k > 1 ? std::max(0, c.block_m * (c.block_n + 4) * 4 - c.stages * stage)
-                              : c.block_m * c.block_n * 2;
+  const int d = c.block_m * c.block_n * 2;
+  // Split-K: receive buffers for the other CTAs' FP32 partials, and their barrier.
+  const int recv = (c.split_k - 1) * c.block_m * c.block_n * 4;
   const int sb = sb_per_stage(c.block_n);
   const int scales = (c.stages * c.block_m + (c.stages * sb + 3) / 4 * 4) * 4;
-  return 1024 + c.stages * stage + d + scales + 2 * c.stages * 8;
+  const int barriers = (2 * c.stages + (c.split_k > 1 ? 1 : 0)) * 8;
+  return 1024 + c.stages * stage + d + recv + scales + barriers;
 }
 
 int max_stages(int block_m, int block_n, int split_k) {
@@ -95,6 +96,10 @@ int max_stages(int block_m, int block_n, int split_k) {
                            kSharedMemoryLimit)
     ++stages;
   return stages;
+}
+
+bool split_fits(int block_m, int block_n, int split_k) {
+  return split_k == 1 || max_stages(block_m, block_n, split_k) >= kMinSplitStages;
 }
 
 int num_tiles(const Config& c, int m, int n) {
@@ -121,6 +126,10 @@ std::string check_config(const Config& c, int /*n*/, int k, Kind kind) {
   if (c.split_k > (k + 127) / 128)
     return fmt::format("split_k {} with {} K blocks", c.split_k, (k + 127) / 128);
   if (c.group_m < 1) return fmt::format("group_m {} (at least 1)", c.group_m);
+  if (!split_fits(c.block_m, c.block_n, c.split_k))
+    return fmt::format("split_k {} with {} x {} tiles (the other CTAs' FP32 partials leave "
+                       "shared memory for fewer than {} stages)",
+                       c.split_k, c.block_m, c.block_n, kMinSplitStages);
   const int deepest = max_stages(c.block_m, c.block_n, c.split_k);
   if (c.stages < 2 || c.stages > deepest)
     return fmt::format("stages {} (2 to {} for this block shape)", c.stages, deepest);
@@ -152,7 +161,7 @@ std::vector<Config> candidate_configs(int /*n*/, int k, Kind kind) {
         continue;
       }
       for (int split : {1, 2, 3, 4, 8}) {
-        if (split > k_blocks) continue;
+        if (split > k_blocks || !split_fits(block_m, block_n, split)) continue;
         configs.push_back({block_m, block_n, max_stages(block_m, block_n, split), 8, 1, split});
       }
       configs.push_back({block_m, block_n, max_stages(block_m, block_n), 8, 2, 1});
@@ -287,6 +296,7 @@ Config heuristic_config(int m, int n, int k, int num_sms, Kind kind) {
       // Split K only for dense GEMMs, up to 128 columns, when every cluster fits at once and
       // every split keeps a few K blocks to pipeline.
       if (split > 1 && (kind != Kind::kDense || block_n > 128 || k_blocks / split < 4 ||
+                        !split_fits(block_m, block_n, split) ||
                         num_tiles(Config{block_m, block_n}, m, n) * split >
                             cluster_capacity(split, num_sms)))
         continue;

@@ -62,6 +62,11 @@ int wgmma_n(const Config& config);
 int sb_per_stage(int block_n);
 int shared_memory_bytes(const Config& config);  // mirrors Fp8GemmSmem in the kernel
 int max_stages(int block_m, int block_n, int split_k = 1);
+// Split-K keeps the other CTAs' FP32 partials in shared memory next to the ring: a split is
+// offered only where that leaves at least kMinSplitStages stages (128 x 128 tiles split two
+// ways, 64 x 128 and 128 x 64 up to four ways, 64 x 64 up to eight).
+inline constexpr int kMinSplitStages = 3;
+bool split_fits(int block_m, int block_n, int split_k);
 // Tiles (work units of one CTA) of an M x N problem.
 int num_tiles(const Config& config, int m, int n);
 

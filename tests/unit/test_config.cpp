@@ -53,13 +53,27 @@ TEST_CASE("shared memory and thread counts of the tile shapes", "[unit][config]"
   CHECK(shared_memory_bytes({128, 128, 5, 8}) ==
         1024 + 5 * 32768 + 32768 + (5 * 128 + 8) * 4 + 2 * 5 * 8);
   CHECK(shared_memory_bytes({64, 64, 8, 8}) == 1024 + 8 * 16384 + 8192 + (8 * 64 + 8) * 4 + 2 * 8 * 8);
-  // split-K keeps an FP32 partial tile (rows padded by 4 floats) instead of the BF16 one,
-  // over the stage ring: only what does not fit there is extra
-  CHECK(shared_memory_bytes({64, 64, 8, 8, 1, 4}) == 1024 + 8 * 16384 + (8 * 64 + 8) * 4 + 2 * 8 * 8);
-  CHECK(shared_memory_bytes({128, 128, 2, 8, 1, 2}) ==  // 66 KiB partial > 64 KiB ring
-        1024 + 128 * 132 * 4 + (2 * 128 + 4) * 4 + 2 * 2 * 8);
-  CHECK(max_stages(128, 128, 2) == 6);  // no BF16 output tile: one more stage
+  // split-K adds receive buffers for the other CTAs' FP32 partials (the owner stores the BF16
+  // tile like any other) and their barrier
+  CHECK(shared_memory_bytes({64, 64, 8, 8, 1, 4}) ==
+        1024 + 8 * 16384 + 8192 + 3 * 16384 + (8 * 64 + 8) * 4 + (2 * 8 + 1) * 8);
+  CHECK(shared_memory_bytes({128, 128, 2, 8, 1, 2}) ==
+        1024 + 2 * 32768 + 32768 + 65536 + (2 * 128 + 4) * 4 + (2 * 2 + 1) * 8);
+  CHECK(max_stages(128, 128, 2) == 3);
   CHECK(max_stages(128, 128) == 5);
+  CHECK(max_stages(64, 64, 3) == 8);  // DeepSeek-V3's splits keep the deepest ring
+  CHECK(max_stages(64, 64, 8) == 6);
+  CHECK(max_stages(64, 128, 4) == 4);
+  // A split is offered only where the partials leave kMinSplitStages stages.
+  CHECK(split_fits(128, 128, 1));
+  CHECK(split_fits(128, 128, 2));
+  CHECK_FALSE(split_fits(128, 128, 3));
+  CHECK(split_fits(64, 128, 4));
+  CHECK_FALSE(split_fits(64, 128, 8));
+  CHECK_FALSE(split_fits(128, 64, 8));
+  CHECK(split_fits(64, 64, 8));
+  CHECK_THAT(check_config({128, 128, 2, 8, 1, 3}, 7168, 16384, Kind::kDense),
+             Contains("split_k 3 with 128 x 128 tiles"));
   CHECK(max_stages(64, 64) == 8);
   CHECK(max_stages(64, 128) == 8);
   CHECK(max_stages(128, 64) == 8);

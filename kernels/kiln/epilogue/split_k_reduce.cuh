@@ -1,63 +1,54 @@
 // Split-K epilogue: the kSplitK CTAs of a cluster each hold the FP32 partial product of one
-// K range for the same tile. Each writes its partial into its own shared memory; after a
-// cluster barrier, CTA r sums rows [r * ceil(kBlockM / kSplitK), ...) of all partials through
-// distributed shared memory (in rank order, so results are deterministic), converts to BF16
-// and writes D directly. A second cluster barrier keeps every CTA's shared memory alive until
-// all reads are done.
+// K range of the same tile, in the math threads' registers (wgmma fragment layout). CTA 0
+// owns the tile. Every other CTA pushes its partial into one receive buffer of the owner's
+// shared memory with st.async, whose bytes complete the owner's receive barrier, and exits:
+// no cluster barrier after the K loop, no CTA waits for another's reads. The owner waits for
+// the barrier, adds the partials to its own in rank order (so results are deterministic),
+// and stores the tile like any other (bf16_tma_store.cuh).
+// Receive buffers: [kSplitK - 1][kBlockN / 8][math threads] x 16 bytes: math thread t's
+// j-th four floats at (j * threads + t) * 16, so a warp's pushes and reads are contiguous.
 #pragma once
 #include "kiln/common.cuh"
-#include "kiln/epilogue/bf16_tma_store.cuh"
 #include "kiln/ptx/cluster.cuh"
 
 namespace kiln {
 
-template <int kBlockN>
-struct SplitKBuffer {
-  static constexpr int kStride = kBlockN + 4;  // floats per row; keeps 16-byte rows, fewer conflicts
+template <int kBlockM, int kBlockN, int kSplitK>
+struct SplitKReceive {
+  static constexpr int kThreads = kBlockM * 2;  // math threads: 128 per 64 rows
+  static constexpr int kVecs = kBlockN / 8;     // four floats each: a thread's kBlockN / 2
+  static constexpr int kPartBytes = kBlockM * kBlockN * 4;
+  static constexpr int kBytes = (kSplitK - 1) * kPartBytes;
 };
 
-// Math threads: store this thread's accumulator fragment (rows of its warpgroup) as FP32.
-template <int kBlockN>
-__device__ __forceinline__ void store_partial(const float* acc, float* red, int warpgroup) {
-  const int tid = threadIdx.x % 128;
-  const int warp = tid / 32, lane = tid % 32;
-  const int row = warpgroup * 64 + warp * 16 + lane / 4;
-  const int col = (lane % 4) * 2;
+// Math thread t (of kBlockM * 2) of a CTA with rank > 0: its partial into the owner's (rank 0)
+// buffer for this rank, completing the owner's barrier `recv_bar` (both local addresses; the
+// owner's are at the same offsets). The owner's barrier must be initialized (cluster_wait).
+template <int kBlockM, int kBlockN, int kSplitK>
+__device__ __forceinline__ void push_partial(const float* total, const void* recv, u64* recv_bar,
+                                             u32 rank, int t) {
+  using R = SplitKReceive<kBlockM, kBlockN, kSplitK>;
+  const u32 bar = ptx::map_shared_rank(smem_u32(recv_bar), 0);
+  const u32 base = ptx::map_shared_rank(smem_u32(recv), 0) + (rank - 1) * R::kPartBytes + t * 16;
 #pragma unroll
-  for (int j = 0; j < kBlockN / 8; ++j)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      float2* dst = reinterpret_cast<float2*>(
-          red + (row + half * 8) * SplitKBuffer<kBlockN>::kStride + j * 8 + col);
-      *dst = make_float2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
-    }
+  for (int j = 0; j < R::kVecs; ++j)
+    ptx::st_async_v4(base + j * R::kThreads * 16, total + 4 * j, bar);
 }
 
-// All threads of the CTA (kThreads of them), after the first cluster_sync.
-template <int kBlockM, int kBlockN, int kSplitK, int kThreads, int kN>
-__device__ __forceinline__ void reduce_partials(const float* red, u16* d, i64 ldd, int m,
-                                                int m0, int n0, u32 rank) {
-  constexpr int kRows = ceil_div(kBlockM, kSplitK);  // the last CTA may have fewer
-  constexpr int kVecPerRow = kBlockN / 4;
-  const u32 local = smem_u32(red);
-  const int rows = min(kRows, kBlockM - int(rank) * kRows);
-  for (int i = threadIdx.x; i < rows * kVecPerRow; i += kThreads) {
-    const int row = rank * kRows + i / kVecPerRow;
-    const int col = (i % kVecPerRow) * 4;
-    const u32 offset = (row * SplitKBuffer<kBlockN>::kStride + col) * 4;
-    float x = 0.f, y = 0.f, z = 0.f, w = 0.f;
+// Math thread t of the owner, once the receive barrier has completed: adds the other CTAs'
+// partials to its own, in rank order.
+template <int kBlockM, int kBlockN, int kSplitK>
+__device__ __forceinline__ void add_partials(float* total, const void* recv, int t) {
+  using R = SplitKReceive<kBlockM, kBlockN, kSplitK>;
+  const float4* in = reinterpret_cast<const float4*>(recv);
 #pragma unroll
-    for (int src = 0; src < kSplitK; ++src) {
-      float a, b, c, e;
-      ptx::ld_shared_cluster_v4(ptx::map_shared_rank(local + offset, src), a, b, c, e);
-      x += a, y += b, z += c, w += e;
+  for (int p = 0; p < kSplitK - 1; ++p)
+#pragma unroll
+    for (int j = 0; j < R::kVecs; ++j) {
+      const float4 v = in[(p * R::kVecs + j) * R::kThreads + t];
+      total[4 * j] += v.x, total[4 * j + 1] += v.y, total[4 * j + 2] += v.z,
+          total[4 * j + 3] += v.w;
     }
-    const int gm = m0 + row, gn = n0 + col;
-    if (gm < m && gn < kN) {  // kN % 8 == 0, so a 4-column group is all in or all out
-      uint2 packed = make_uint2(pack_bf16x2(x, y), pack_bf16x2(z, w));
-      *reinterpret_cast<uint2*>(d + gm * ldd + gn) = packed;
-    }
-  }
 }
 
 }  // namespace kiln

@@ -22,11 +22,10 @@
 // Shared memory, 1024-byte aligned:
 //   kStages x { A: kBlockM x 128 B | B: kBlockN x 128 B }   128-byte swizzle (TMA + wgmma)
 //   D: BF16 tile for the TMA store (64-column slabs of kBlockM x 128 B, or plain rows for
-//      176 columns: bf16_tma_store.cuh); with split-K the FP32 partial tile (kBlockM x
-//      (kBlockN + 4) floats) instead overlays the stage ring from offset 0 (D holds only what
-//      does not fit there)
+//      176 columns: bf16_tma_store.cuh)
+//   split-K: kSplitK - 1 FP32 partial tiles received from the other CTAs (SplitKReceive)
 //   SA[kStages][kBlockM], SB[kStages][1, 2 or 8] (FP32)     scales of each stage
-//   full[kStages], empty[kStages]                            mbarriers
+//   full[kStages], empty[kStages], split-K: recv            mbarriers
 // Pipeline: full[s] completes when the stage's TMA bytes and scales land (1 TMA arrival + 32
 // cp.async arrivals); empty[s] when every math thread that read it has released it (each
 // thread arrives for its own reads of the scales, so compute-sanitizer's racecheck sees
@@ -35,8 +34,9 @@
 // Clusters (one of, or neither):
 //   kMulticastN = 2: two CTAs take adjacent N blocks of the same M block; each loads half of
 //     the A tile and multicasts it to both (half the L2 traffic for A). Persistent.
-//   kSplitK > 1: kSplitK CTAs take the same tile, each a K range; partials are summed
-//     through distributed shared memory (epilogue/split_k_reduce.cuh). One tile per cluster.
+//   kSplitK > 1: kSplitK CTAs take the same tile, each a K range; the others push their FP32
+//     partials into CTA 0's receive buffers, which stores the sum (epilogue/split_k_reduce.cuh).
+//     One tile per cluster.
 #pragma once
 #include "kiln/common.cuh"
 #include "kiln/epilogue/bf16_masked_store.cuh"
@@ -119,17 +119,16 @@ struct Fp8GemmSmem {
   static constexpr int kA = kBlockM * 128;
   static constexpr int kB = kBlockN * 128;
   static constexpr int kStage = kA + kB;
-  // With split-K the FP32 partial tile overlays the stage ring (free once the CTA's one tile
-  // is done) and extends past it only where the ring is smaller.
   static constexpr int kRing = kStages * kStage;
-  static constexpr int kPartial = kBlockM * SplitKBuffer<kBlockN>::kStride * 4;
-  static constexpr int kD =
-      kSplitK == 1 ? kBlockM * kBlockN * 2 : (kPartial > kRing ? kPartial - kRing : 0);
+  static constexpr int kD = kBlockM * kBlockN * 2;
+  // Split-K: the other CTAs' partials, pushed while this CTA may still be in its K loop, so
+  // they cannot overlay the ring.
+  static constexpr int kRecv = SplitKReceive<kBlockM, kBlockN, kSplitK>::kBytes;
   static constexpr int kScales =
       (kStages * kBlockM + (kStages * kSbPerStage<kBlockN> + 3) / 4 * 4) * 4;
-  static constexpr int kBarriers = 2 * kStages * 8;
+  static constexpr int kBarriers = (2 * kStages + (kSplitK > 1 ? 1 : 0)) * 8;
   // + 1024 so the base can be aligned for the 128-byte swizzle
-  static constexpr int kTotal = 1024 + kStages * kStage + kD + kScales + kBarriers;
+  static constexpr int kTotal = 1024 + kRing + kD + kRecv + kScales + kBarriers;
 };
 
 // Whether slot i takes the block after its own (i / kStarts): for the tile that starts d
@@ -219,17 +218,19 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   auto smem_a = [&](int s) { return smem + s * Smem::kStage; };
   auto smem_b = [&](int s) { return smem + s * Smem::kStage + Smem::kA; };
   u8* smem_d = smem + Smem::kRing;
-  float* smem_sa = reinterpret_cast<float*>(smem_d + Smem::kD);  // [kStages][kBlockM]
-  float* smem_sb = smem_sa + kStages * kBlockM;                    // [kStages][kSbPerStage]
-  u64* full = reinterpret_cast<u64*>(smem_d + Smem::kD + Smem::kScales);
+  u8* smem_recv = smem_d + Smem::kD;
+  float* smem_sa = reinterpret_cast<float*>(smem_recv + Smem::kRecv);  // [kStages][kBlockM]
+  float* smem_sb = smem_sa + kStages * kBlockM;                        // [kStages][kSbPerStage]
+  u64* full = reinterpret_cast<u64*>(smem_recv + Smem::kRecv + Smem::kScales);
   u64* empty = full + kStages;
+  u64* recv = empty + kStages;  // split-K only: the partials have arrived
 
   const int warpgroup = threadIdx.x / 128;
   const u32 rank = kClusterSize > 1 ? ptx::cluster_ctarank() : 0;
   if (threadIdx.x == 0) {
     ptx::tma_prefetch_descriptor(&tmap_a);
     ptx::tma_prefetch_descriptor(&tmap_b);
-    if constexpr (kSplitK == 1) ptx::tma_prefetch_descriptor(&tmap_d);
+    ptx::tma_prefetch_descriptor(&tmap_d);
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(&full[s], 1 + 32);  // TMA thread + the scale warp's lanes
@@ -237,10 +238,14 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       ptx::mbarrier_init(&empty[s], kMulticastN == 1 ? kMathWarpgroups * 128  // every thread
                                                      : kMathWarpgroups * 4 * kMulticastN);
     }
+    if constexpr (kSplitK > 1) ptx::mbarrier_init(recv, 1);  // the owner's expect_tx
     ptx::fence_barrier_init();
   }
   if constexpr (kMulticastN > 1) ptx::cluster_sync();  // partners see initialized barriers
   else __syncthreads();
+  // Split-K: the other CTAs push into this one's receive buffers only after cluster_wait,
+  // which this arrival (after the barrier's initialization) lets pass.
+  if constexpr (kSplitK > 1) ptx::cluster_arrive_relaxed();
 
   // With split-K each CTA of the cluster takes one K range of the same tile.
   // Balanced ranges, none empty (kSplitK <= kKBlocks).
@@ -263,7 +268,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   Tile tile{};
   // Split-K: every thread learns the cluster's one tile up front (all of them reduce it).
   bool split_tile = kSplitK > 1 && scheduler.template next<true>(tile);
-  const bool has_split_tile = split_tile;
   // whole_warp: Constant<true> where every lane of the warp calls it, <false> for one
   // thread, lane 0 of its warp (TileScheduler::next).
   auto next_tile = [&](auto whole_warp) -> bool {
@@ -285,6 +289,9 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
            min(min(t.n_block * kBlockN, kN - 1) / 128 + i, (kN - 1) / 128) * sb_stride;
   };
 
+  // Split-K: whether this thread has waited on the cluster barrier it arrived on at the start
+  // (pushing threads wait before their first remote store; every other thread before exit).
+  bool cluster_waited = false;
   if (warpgroup == kMathWarpgroups) {
     // ---- producer ----
     // 56 + 2 x 224 registers per thread slot of an SM sub-partition (3 warps x 168 at launch).
@@ -388,9 +395,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // so the tensor cores run one batch after the other instead of interleaving both: the
     // first warpgroup then promotes while the second one's batch still runs.
     constexpr u32 kTurnBarrier = 3;
-    // Split-K: both math warpgroups are done reading the ring (named barrier 5; 1 and 2 are
-    // the epilogue's, one per warpgroup).
-    constexpr u32 kRingFreeBarrier = 5;
+    // (Named barriers 1 and 2 are the epilogue's, one per warpgroup.)
     // Stage 0's descriptors; stage s and K step k add s * kStage / 16 + 2 * k.
     const u32 desc_a0 = ptx::smem_desc_sw128_lo(smem_a(0) + warpgroup * 64 * 128);
     const u32 desc_b0 = ptx::smem_desc_sw128_lo(smem_b(0));
@@ -603,11 +608,18 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
       }
 
       if constexpr (kSplitK > 1) {
-        // The partial overlays the ring: every math warpgroup's last wgmma must have read
-        // its stage first (the ring is otherwise idle: this CTA's loads are all consumed).
-        if constexpr (kMathWarpgroups == 2) ptx::named_barrier_sync(kRingFreeBarrier, 256);
-        ptx::fence_proxy_async_shared();
-        store_partial<kBlockN>(total, reinterpret_cast<float*>(smem), warpgroup);
+        const int t = warpgroup * 128 + tid;
+        if (rank != 0) {
+          ptx::cluster_wait();  // the owner's receive barrier is initialized
+          cluster_waited = true;
+          push_partial<kBlockM, kBlockN, kSplitK>(total, smem_recv, recv, rank, t);
+        } else {
+          if (t == 0) ptx::mbarrier_arrive_expect_tx(recv, Smem::kRecv);
+          ptx::mbarrier_wait_cluster(recv, 0);
+          add_partials<kBlockM, kBlockN, kSplitK>(total, smem_recv, t);
+          store_tile_bf16<kBlockM, kBlockN>(total, smem_d, &tmap_d, warpgroup, tile.row0,
+                                            tile.n_block * kBlockN);
+        }
       } else if constexpr (kDeferStore) {
         pack_tile_bf16<kBlockN>(total, packed);
         store_pending = true;
@@ -639,18 +651,12 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     // The second warpgroup's last turn signal (it arrives once more than the first waits).
     if constexpr (kMathWarpgroups == 2)
       if (warpgroup == 0) ptx::named_barrier_sync(kTurnBarrier, 256);
-    if constexpr (kSplitK == 1)
-      if (tid == 0) ptx::tma_store_wait_read();
+    if (tid == 0) ptx::tma_store_wait_read();
   }
 
-  if constexpr (kSplitK > 1) {
-    ptx::cluster_sync();  // all partials written
-    if (has_split_tile)
-      reduce_partials<kBlockM, kBlockN, kSplitK, kThreads, kN>(
-          reinterpret_cast<const float*>(smem), d, ldd, m, tile.row0,
-          tile.n_block * kBlockN, rank);
-    ptx::cluster_sync();  // all reads of partner partials done
-  } else if constexpr (kMulticastN > 1) {
+  if constexpr (kSplitK > 1)
+    if (!cluster_waited) ptx::cluster_wait();
+  if constexpr (kMulticastN > 1) {
     ptx::cluster_sync();  // no CTA exits while its partner may still signal its barriers
   }
 }

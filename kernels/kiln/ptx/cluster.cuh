@@ -18,6 +18,16 @@ __device__ __forceinline__ void cluster_sync() {
                "barrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
 
+// The same barrier in two halves: every thread arrives once (relaxed: the caller orders
+// what must be seen, e.g. fence_barrier_init) and waits later, until every non-exited thread
+// of the cluster has arrived. The wait is not .aligned: it may sit in divergent code.
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() {
+  asm volatile("barrier.cluster.wait.acquire;" ::: "memory");
+}
+
 // The shared::cluster address of `smem` (a shared::cta address) in CTA `rank`.
 __device__ __forceinline__ u32 map_shared_rank(u32 smem, u32 rank) {
   u32 remote;
@@ -25,12 +35,13 @@ __device__ __forceinline__ u32 map_shared_rank(u32 smem, u32 rank) {
   return remote;
 }
 
-__device__ __forceinline__ void ld_shared_cluster_v4(u32 addr, float& x, float& y, float& z,
-                                                     float& w) {
-  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
-               : "=f"(x), "=f"(y), "=f"(z), "=f"(w)
-               : "r"(addr)
-               : "memory");
+// Stores four floats at `addr` (shared::cluster, 16-byte aligned) in another CTA; the bytes
+// complete the transaction count of the mbarrier at `bar` (shared::cluster, same CTA).
+__device__ __forceinline__ void st_async_v4(u32 addr, const float* v, u32 bar) {
+  asm volatile(
+      "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];"
+      ::"r"(addr), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]), "r"(bar)
+      : "memory");
 }
 
 // Arrives on the mbarrier at the same shared-memory offset in CTA `rank`. Used to release a

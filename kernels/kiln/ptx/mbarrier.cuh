@@ -36,4 +36,18 @@ __device__ __forceinline__ void mbarrier_wait(u64* bar, u32 parity) {
       : "memory");
 }
 
+// As mbarrier_wait, with acquire at cluster scope: for a phase completed by other CTAs'
+// st.async bytes, whose data the waiting thread then reads.
+__device__ __forceinline__ void mbarrier_wait_cluster(u64* bar, u32 parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n"
+      "}\n" ::"r"(smem_u32(bar)),
+      "r"(parity)
+      : "memory");
+}
+
 }  // namespace kiln::ptx
