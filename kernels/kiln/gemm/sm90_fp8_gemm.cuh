@@ -266,7 +266,7 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN, kLookAhead> scheduler(
       m, group_info, num_groups, group_rows, group_prefix);
   Tile tile{};
-  // Split-K: every thread learns the cluster's one tile up front (all of them reduce it).
+  // Split-K: every thread learns the cluster's one tile up front (the same in each CTA).
   bool split_tile = kSplitK > 1 && scheduler.template next<true>(tile);
   // whole_warp: Constant<true> where every lane of the warp calls it, <false> for one
   // thread, lane 0 of its warp (TileScheduler::next).
