@@ -24,7 +24,7 @@ struct Config {
   int stages = 4;     // depth of the shared-memory ring
   int group_m = 8;    // rasterization: block-rows per band of tiles (band_rows)
   int multicast_n = 1;  // 2: CTA pairs on adjacent N blocks share A by TMA multicast
-  int split_k = 1;      // > 1: a cluster of split_k CTAs splits K; DSMEM reduction
+  int split_k = 1;      // > 1: a cluster of split_k CTAs splits K; partials pushed to CTA 0
   int cluster_size() const { return multicast_n * split_k; }
   friend bool operator==(const Config& a, const Config& b) {
     return a.block_m == b.block_m && a.block_n == b.block_n && a.stages == b.stages &&
