@@ -107,6 +107,9 @@ TEST_CASE("split-K on small shapes (for compute-sanitizer)", "[gpu][small][split
   for (const auto& config : configs)
     for (ScaleLayout layout : {ScaleLayout::kRowMajor, ScaleLayout::kColMajor})
       check_forced(*Fp8Problem::make(200, 520, 1024, layout), config);
+  // With at least 8 K blocks per CTA, CTA 0 takes two more than the others.
+  check_forced(*Fp8Problem::make(200, 520, 2048), {64, 64, 8, 8, 1, 2});
+  check_forced(*Fp8Problem::make(130, 264, 3072), {64, 64, 8, 8, 1, 3});
 }
 
 TEST_CASE("the wide tiles on small shapes (for compute-sanitizer)", "[gpu][small]") {
