@@ -239,6 +239,9 @@ TimeEstimate estimate_time(const Config& c, int m, int n, int k, int num_sms) {
   const int whole_waves = (ctas + capacity - 1) / capacity;
   const bool fractional = num_tiles(Config{}, m, n) >= kFractionalWaves * num_sms;
   const double waves = fractional ? double(ctas) / num_sms : whole_waves;
+  // (With split-K, CTA 0 takes two more K blocks where each CTA has at least 8: not modelled;
+  // split_k_us was fitted before that and before the push reduction, and is kept: a lower
+  // value picked worse splits, docs/PERFORMANCE.md.)
   const int k_blocks = ((k + 127) / 128 + c.split_k - 1) / c.split_k;
   const double fixed_us = kLaunchUs + split_k_us(c.split_k);
   TimeEstimate e;

@@ -327,7 +327,8 @@ TEST_CASE("kiln usage errors exit with code 2", "[unit][cli]") {
       {{"compile", "--m", "1", "--n", "100", "--k", "7168"}, "N must be a multiple of 8"},
       {{"compile", "--m", "1", "--n", "2112", "--k", "7160"}, "K of 16"},
       // A named config: a name kiln bench prints, and one the kernels support.
-      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x64"}, "--config 64x64"},
+      {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x64"},
+       "--config 64x64"},
       {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x96x4"}, "block_n 96"},
       {{"compile", "--m", "64", "--n", "2112", "--k", "7168", "--config", "64x256x3"},
        "needs block_m 128"},

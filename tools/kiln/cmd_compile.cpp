@@ -57,7 +57,7 @@ void add_compile(CLI::App& app, std::function<int()>* run) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--config", o->config,
                   "Block config to compile instead of the heuristic's, as kiln bench names it "
-                  "(e.g. 64x64x6k2g16)");
+                  "(e.g. 64x64x8k2g16; --sms is then not used)");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([run, o] {
     *run = [o] {

@@ -35,8 +35,8 @@
 //   kMulticastN = 2: two CTAs take adjacent N blocks of the same M block; each loads half of
 //     the A tile and multicasts it to both (half the L2 traffic for A). Persistent.
 //   kSplitK > 1: kSplitK CTAs take the same tile, each a K range; the others push their FP32
-//     partials into CTA 0's receive buffers, which stores the sum (epilogue/split_k_reduce.cuh).
-//     One tile per cluster.
+//     partials into CTA 0's receive buffers, and CTA 0 stores the sum
+//     (epilogue/split_k_reduce.cuh). One tile per cluster.
 #pragma once
 #include "kiln/common.cuh"
 #include "kiln/epilogue/bf16_masked_store.cuh"
