@@ -107,9 +107,9 @@ int run_score(const ScoreOptions& o) {
   }
   double log_sum = 0;
   int scored = 0, untimed = 0, stale = 0;
-  for (const Scored& s : all) stale += s.stale;
   const Scored* worst = nullptr;
   for (const Scored& s : all) {
+    stale += s.stale;
     if (std::isnan(s.pick_us)) {
       ++untimed;
       continue;
