@@ -241,11 +241,36 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
     if constexpr (kSplitK > 1) ptx::mbarrier_init(recv, 1);  // the owner's expect_tx
     ptx::fence_barrier_init();
   }
+
+  // Programmatic dependent launch: the code before griddep_wait may overlap the previous
+  // kernel in the stream; nothing touches global memory before it. (Prefetching the first
+  // tile's B into L2 before it made every launch 0.8-1.5 us slower, with or without PDL.)
+  // The next kernel may start launching once every CTA of this grid is past
+  // griddep_launch_dependents, so it never takes an SM this grid still needs.
+  // A dense GEMM's tiles follow from m alone (no memory read), so every thread finds its
+  // first tile before the wait (~350 cycles: an integer division), where it overlaps the
+  // previous kernel (docs/PERFORMANCE.md). The grouped kinds read group_info for it: after
+  // the wait. Not where two math warpgroups take their tiles one by one: there the tile, live
+  // across the producer's register cut (setmaxnreg), spilled.
+  constexpr bool kFirstTileEarly = kKind == kDense && (kMathWarpgroups == 1 || kSplitK > 1);
+  if constexpr (!kFirstTileEarly) ptx::griddep_wait();
+  // The by-row kind's group lookups, one tile ahead (TileScheduler::load_ahead), except in
+  // 192-column tiles: there the producer's 56 registers spilled at some K-block counts.
+  constexpr bool kLookAhead = kKind == kGroupedByRow && kBlockN != 192;
+  TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN, kLookAhead> scheduler(
+      m, group_info, num_groups, group_rows, group_prefix);
+  Tile tile{};
+  // The first tile, found here (dense; split-K: the cluster's one tile, the same in each CTA)
+  // and handed out by next_tile's first call.
+  bool first_tile = kFirstTileEarly && scheduler.template next<true>(tile);
+
   if constexpr (kMulticastN > 1) ptx::cluster_sync();  // partners see initialized barriers
   else __syncthreads();
   // Split-K: the other CTAs push into this one's receive buffers only after cluster_wait,
   // which this arrival (after the barrier's initialization) lets pass.
   if constexpr (kSplitK > 1) ptx::cluster_arrive_relaxed();
+  if constexpr (kFirstTileEarly) ptx::griddep_wait();
+  ptx::griddep_launch_dependents();
 
   // With split-K each CTA of the cluster takes one K range of the same tile: balanced
   // ranges, none empty (kSplitK <= kKBlocks), except that CTA 0 takes two more K blocks where
@@ -256,32 +281,15 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
   const int kb_begin = kSplitK > 1 && rank > 0 ? kOwnerExtra + int(rank) * kShared / kSplitK : 0;
   const int kb_end = kSplitK > 1 ? kOwnerExtra + (int(rank) + 1) * kShared / kSplitK : kKBlocks;
 
-  // Programmatic dependent launch: the above may overlap the previous kernel in the stream;
-  // nothing touches global memory before griddep_wait. (Prefetching the first tile's B into
-  // L2 here made every launch 0.8-1.5 us slower, with or without PDL.) The next kernel may
-  // start launching once every CTA of this grid is past this point, so it never takes an
-  // SM this grid still needs.
-  ptx::griddep_wait();
-  ptx::griddep_launch_dependents();
-
-  // The by-row kind's group lookups, one tile ahead (TileScheduler::load_ahead), except in
-  // 192-column tiles: there the producer's 56 registers spilled at some K-block counts.
-  constexpr bool kLookAhead = kKind == kGroupedByRow && kBlockN != 192;
-  TileScheduler<kKind, kBlockM, kNBlocks, kGroupM, kClusterSize, kMulticastN, kLookAhead> scheduler(
-      m, group_info, num_groups, group_rows, group_prefix);
-  Tile tile{};
-  // Split-K: every thread learns the cluster's one tile up front (the same in each CTA).
-  bool split_tile = kSplitK > 1 && scheduler.template next<true>(tile);
   // whole_warp: Constant<true> where every lane of the warp calls it, <false> for one
   // thread, lane 0 of its warp (TileScheduler::next).
   auto next_tile = [&](auto whole_warp) -> bool {
-    if constexpr (kSplitK > 1) {
-      const bool pending = split_tile;
-      split_tile = false;
-      return pending;
-    } else {
-      return scheduler.template next<decltype(whole_warp)::value>(tile);
+    if (first_tile) {
+      first_tile = false;
+      return true;
     }
+    if constexpr (kSplitK > 1) return false;  // one tile per cluster
+    else return scheduler.template next<decltype(whole_warp)::value>(tile);
   };
   // A tile's B rows and scales: group g's B is rows [g * kN, (g + 1) * kN) of the 2D map.
   // n_block can be one past the end in a multicast pair: clamp the scale row it reads.
