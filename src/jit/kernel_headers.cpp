@@ -32,8 +32,13 @@ KernelHeaders load() {
       std::ifstream in(file, std::ios::binary);
       std::ostringstream text;
       text << in.rdbuf();
-      headers.names.push_back(fs::relative(file, root).generic_string());
-      headers.texts.push_back(text.str());
+      headers.owned.push_back(fs::relative(file, root).generic_string());
+      headers.owned.push_back(text.str());
+    }
+    // The views once `owned` no longer grows (moving the vector later keeps its elements).
+    for (size_t i = 0; i < headers.owned.size(); i += 2) {
+      headers.names.emplace_back(headers.owned[i]);
+      headers.texts.emplace_back(headers.owned[i + 1]);
     }
     headers.origin = root.string();
   } else {

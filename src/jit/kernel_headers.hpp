@@ -2,6 +2,7 @@
 // KILN_KERNEL_DIR (a kernels/ folder) when set, for kernel development without rebuilding.
 #pragma once
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kiln::jit {
@@ -14,10 +15,14 @@ extern const EmbeddedHeader kEmbeddedHeaders[];
 extern const int kNumEmbeddedHeaders;
 
 struct KernelHeaders {
-  std::vector<std::string> names;
-  std::vector<std::string> texts;
+  // Each view ends where a NUL follows (NVRTC takes them as C strings): the embedded headers
+  // in place, not copied (copying their ~68 KB into new heap memory took ~70 us of a
+  // process's first call), or the strings in `owned`.
+  std::vector<std::string_view> names;
+  std::vector<std::string_view> texts;
   std::string digest;  // XXH3-128 hex over every (name, text), part of each cache key
   std::string origin;  // "embedded" or the KILN_KERNEL_DIR path
+  std::vector<std::string> owned;  // KILN_KERNEL_DIR: each name, then its text
 };
 
 // Read once per process.

@@ -93,8 +93,8 @@ CompileResult compile(const CompileRequest& request) {
   const KernelHeaders& headers = kernel_headers();
   std::vector<const char*> header_texts, header_names;
   for (size_t i = 0; i < headers.names.size(); ++i) {
-    header_texts.push_back(headers.texts[i].c_str());
-    header_names.push_back(headers.names[i].c_str());
+    header_texts.push_back(headers.texts[i].data());  // NUL-terminated (KernelHeaders)
+    header_names.push_back(headers.names[i].data());
   }
   Program program(new nvrtcProgram{});
   check(nvrtcCreateProgram(program.get(), request.source.c_str(), request.program_name.c_str(),

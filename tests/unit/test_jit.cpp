@@ -150,14 +150,19 @@ TEST_CASE("the embedded kernel headers", "[unit][jit]") {
   REQUIRE(int(h.names.size()) == jit::kNumEmbeddedHeaders);
   bool found_gemm = false;
   for (size_t i = 0; i < h.names.size(); ++i) {
-    INFO(h.names[i]);
-    CHECK_THAT(h.names[i], StartsWith("kiln/"));
-    CHECK(fs::path(h.names[i]).extension() == ".cuh");
-    CHECK(fs::path(h.names[i]).is_relative());
-    CHECK(!h.texts[i].empty());
-    if (h.names[i] == "kiln/gemm/sm90_fp8_gemm.cuh") {
+    const std::string name(h.names[i]), text(h.texts[i]);
+    INFO(name);
+    CHECK_THAT(name, StartsWith("kiln/"));
+    CHECK(fs::path(name).extension() == ".cuh");
+    CHECK(fs::path(name).is_relative());
+    CHECK(!text.empty());
+    // NVRTC reads them as C strings; the embedded ones are the library's own, not copies.
+    CHECK(h.names[i].data()[h.names[i].size()] == '\0');
+    CHECK(h.texts[i].data()[h.texts[i].size()] == '\0');
+    CHECK(h.texts[i].data() == jit::kEmbeddedHeaders[i].text);
+    if (name == "kiln/gemm/sm90_fp8_gemm.cuh") {
       found_gemm = true;
-      CHECK_THAT(h.texts[i], Contains("sm90_fp8_gemm"));
+      CHECK_THAT(text, Contains("sm90_fp8_gemm"));
     }
   }
   CHECK(found_gemm);
