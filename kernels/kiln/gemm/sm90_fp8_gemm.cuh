@@ -191,7 +191,6 @@ __global__ void __launch_bounds__((kBlockM / 64 + 1) * 128, 1)
                   int num_groups, int group_rows, i64 sa_group_stride, i64 sb_group_stride,
                   int a_load_rows) {
   constexpr int kMathWarpgroups = kBlockM / 64;
-  constexpr int kThreads = (kMathWarpgroups + 1) * 128;
   constexpr int kKBlocks = ceil_div(kK, 128);
   constexpr int kNBlocks = ceil_div(kN, kBlockN);
   constexpr int kClusterSize = kMulticastN * kSplitK;
