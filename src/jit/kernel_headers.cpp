@@ -32,13 +32,12 @@ KernelHeaders load() {
       std::ifstream in(file, std::ios::binary);
       std::ostringstream text;
       text << in.rdbuf();
-      headers.owned.push_back(fs::relative(file, root).generic_string());
-      headers.owned.push_back(text.str());
+      headers.owned.emplace_back(fs::relative(file, root).generic_string(), text.str());
     }
     // The views once `owned` no longer grows (moving the vector later keeps its elements).
-    for (size_t i = 0; i < headers.owned.size(); i += 2) {
-      headers.names.emplace_back(headers.owned[i]);
-      headers.texts.emplace_back(headers.owned[i + 1]);
+    for (const auto& [name, text] : headers.owned) {
+      headers.names.emplace_back(name);
+      headers.texts.emplace_back(text);
     }
     headers.origin = root.string();
   } else {

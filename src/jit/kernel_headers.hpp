@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kiln::jit {
@@ -22,7 +23,7 @@ struct KernelHeaders {
   std::vector<std::string_view> texts;
   std::string digest;  // XXH3-128 hex over every (name, text), part of each cache key
   std::string origin;  // "embedded" or the KILN_KERNEL_DIR path
-  std::vector<std::string> owned;  // KILN_KERNEL_DIR: each name, then its text
+  std::vector<std::pair<std::string, std::string>> owned;  // KILN_KERNEL_DIR: (name, text)
 };
 
 // Read once per process.
